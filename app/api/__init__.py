@@ -1,0 +1,1 @@
+"""The JSON API, protected by a bearer token."""

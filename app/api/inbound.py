@@ -1,0 +1,140 @@
+"""``/api/inbound`` and ``/api/quarantine``: read what came in, repair what did not validate."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from litestar import Controller, get, post
+from litestar.exceptions import ClientException, NotFoundException
+from litestar.params import Parameter
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.api.auth import require_token
+from app.api.schemas import InboundOut, InboundPage, QuarantineOut, QuarantinePage, Repair
+from app.db.models import INBOUND_STATUSES, QUARANTINE_STATUSES, InboundMessage, QuarantinedRequest, utcnow
+from app.errors import InvalidMessage
+from app.ingest.writer import message_row, upsert_statement
+from app.mobitex.mo_form import decode_body, normalise_number, parse_mo
+from app.settings import Settings
+
+Limit = Annotated[int, Parameter(ge=1, le=1000, description="page size")]
+Cursor = Annotated[
+    str | None, Parameter(description="next_cursor of the previous page", pattern="^[0-9]{1,19}$")
+]
+
+
+def _after(cursor: str | None) -> int | None:
+    return int(cursor) if cursor else None
+
+
+class InboundController(Controller):
+    path = "/api"
+    guards = [require_token]  # noqa: RUF012 - Litestar reads this class attribute
+    tags = ["inbound"]  # noqa: RUF012
+
+    @get("/inbound", summary="List inbound messages, newest first")
+    async def list_inbound(
+        self,
+        db_session: AsyncSession,
+        sender: str | None = None,
+        number: str | None = None,
+        status: Annotated[str | None, Parameter(description=f"one of {', '.join(INBOUND_STATUSES)}")] = None,
+        since: Annotated[datetime | None, Parameter(description="received at or after (ISO 8601)")] = None,
+        limit: Limit = 50,
+        cursor: Cursor = None,
+    ) -> InboundPage:
+        if status is not None and status not in INBOUND_STATUSES:
+            raise ClientException(f"status must be one of {', '.join(INBOUND_STATUSES)}")
+        query = select(InboundMessage).order_by(InboundMessage.id.desc()).limit(limit)
+        if sender:
+            query = query.where(InboundMessage.sender == normalise_number(sender))
+        if number:
+            query = query.where(InboundMessage.number == normalise_number(number))
+        if status:
+            query = query.where(InboundMessage.status == status)
+        if since is not None:
+            if since.tzinfo is None:
+                raise ClientException("since needs a timezone, e.g. 2026-12-01T20:00:00+01:00 or ...Z")
+            query = query.where(InboundMessage.received_at >= since)
+        if (after := _after(cursor)) is not None:
+            query = query.where(InboundMessage.id < after)
+        rows = (await db_session.scalars(query)).all()
+        next_cursor = str(rows[-1].id) if len(rows) == limit else None
+        return InboundPage(items=[InboundOut.of(m) for m in rows], next_cursor=next_cursor)
+
+    @get("/inbound/{sms_id:str}", summary="One inbound message by its Mobitex sms_id")
+    async def get_inbound(self, db_session: AsyncSession, sms_id: str) -> InboundOut:
+        msg = await db_session.scalar(select(InboundMessage).where(InboundMessage.sms_id == sms_id))
+        if msg is None:
+            raise NotFoundException(f"no inbound message with sms_id {sms_id!r}")
+        return InboundOut.of(msg)
+
+    @get("/quarantine", summary="Requests that did not validate, newest first")
+    async def list_quarantine(
+        self,
+        db_session: AsyncSession,
+        status: Annotated[str | None, Parameter(description="held, reingested or discarded")] = None,
+        limit: Limit = 50,
+        cursor: Cursor = None,
+    ) -> QuarantinePage:
+        if status is not None and status not in QUARANTINE_STATUSES:
+            raise ClientException(f"status must be one of {', '.join(QUARANTINE_STATUSES)}")
+        query = select(QuarantinedRequest).order_by(QuarantinedRequest.id.desc()).limit(limit)
+        if status:
+            query = query.where(QuarantinedRequest.status == status)
+        if (after := _after(cursor)) is not None:
+            query = query.where(QuarantinedRequest.id < after)
+        rows = (await db_session.scalars(query)).all()
+        next_cursor = str(rows[-1].id) if len(rows) == limit else None
+        return QuarantinePage(items=[QuarantineOut.of(q) for q in rows], next_cursor=next_cursor)
+
+    @post("/quarantine/{qid:int}/reingest", status_code=200, summary="Repair and re-ingest a request")
+    async def reingest(
+        self, db_session: AsyncSession, settings: Settings, qid: int, data: Repair | None = None
+    ) -> InboundOut:
+        """Decode the kept raw body, apply the corrected fields, validate, and store the message.
+
+        The message and the quarantine entry's new status are written in one transaction.
+        """
+        held = await _held(db_session, qid)
+        try:
+            fields, charset = decode_body(held.raw_body, held.content_type)
+        except InvalidMessage:
+            fields, charset = {}, "repaired"
+        if data is not None:
+            fields.update(data.fields)
+        try:
+            msg = parse_mo(fields, settings.mo_max_text)
+        except InvalidMessage as exc:
+            raise ClientException(f"still invalid after repair: {exc}; send corrected fields") from None
+        row = message_row(
+            msg,
+            raw_body=held.raw_body,
+            charset=charset,
+            client_ip=held.client_ip,
+            received_at=held.received_at,
+        )
+        await db_session.execute(upsert_statement(db_session.get_bind().dialect.name), [row])
+        held.status, held.sms_id, held.resolved_at = "reingested", msg.sms_id, utcnow()
+        await db_session.commit()
+        stored = await db_session.scalar(select(InboundMessage).where(InboundMessage.sms_id == msg.sms_id))
+        assert stored is not None
+        return InboundOut.of(stored)
+
+    @post("/quarantine/{qid:int}/discard", status_code=200, summary="Mark a quarantined request as handled")
+    async def discard(self, db_session: AsyncSession, qid: int) -> QuarantineOut:
+        held = await _held(db_session, qid)
+        held.status, held.resolved_at = "discarded", utcnow()
+        await db_session.commit()
+        return QuarantineOut.of(held)
+
+
+async def _held(session: AsyncSession, qid: int) -> QuarantinedRequest:
+    held = await session.get(QuarantinedRequest, qid, with_for_update=True)
+    if held is None:
+        raise NotFoundException(f"no quarantined request {qid}")
+    if held.status != "held":
+        raise ClientException(f"quarantined request {qid} is already {held.status}", status_code=409)
+    return held

@@ -1,0 +1,104 @@
+"""SQLAlchemy 2.0 typed models; constraints carry the invariants (one row per ``sms_id``)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+INBOUND_STATUSES = ("received", "processed", "failed", "ignored")
+QUARANTINE_STATUSES = ("held", "reingested", "discarded")
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every backend (SQLite stores them naive)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given where UTC is expected")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        assert isinstance(value, datetime)
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class InboundMessage(Base):
+    """One MO message, stored once however many times Mobitex delivered it."""
+
+    __tablename__ = "inbound_messages"
+    __table_args__ = (
+        UniqueConstraint("sms_id", name="uq_inbound_sms_id"),
+        CheckConstraint(f"status IN {INBOUND_STATUSES!r}", name="ck_inbound_status"),
+        Index("ix_inbound_sender", "sender", "id"),
+        Index("ix_inbound_number", "number", "id"),
+        Index("ix_inbound_status", "status", "id"),
+        Index("ix_inbound_ext_id", "ext_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    sms_id: Mapped[str] = mapped_column(String(32))
+    number: Mapped[str] = mapped_column(String(20))
+    sender: Mapped[str] = mapped_column(String(20))
+    text: Mapped[str] = mapped_column(Text)
+    smcsc: Mapped[str | None] = mapped_column(String(20))
+    time: Mapped[int] = mapped_column(BigInteger, doc="when Mobitex received it, unix seconds")
+    ext_id: Mapped[str | None] = mapped_column(String(64))
+    charset: Mapped[str] = mapped_column(String(16), doc="how the body's bytes were decoded")
+    raw_body: Mapped[bytes] = mapped_column(LargeBinary)
+    client_ip: Mapped[str] = mapped_column(String(45))
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_received_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    deliveries: Mapped[int] = mapped_column(Integer, default=1)
+    status: Mapped[str] = mapped_column(String(16), default="received")
+    error: Mapped[str | None] = mapped_column(Text)
+
+
+class QuarantinedRequest(Base):
+    """An allowed request that did not validate: kept raw so it can be repaired and re-ingested."""
+
+    __tablename__ = "quarantine"
+    __table_args__ = (
+        CheckConstraint(f"status IN {QUARANTINE_STATUSES!r}", name="ck_quarantine_status"),
+        Index("ix_quarantine_status", "status", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    raw_body: Mapped[bytes] = mapped_column(LargeBinary)
+    content_type: Mapped[str | None] = mapped_column(String(200))
+    client_ip: Mapped[str] = mapped_column(String(45))
+    reason: Mapped[str] = mapped_column(Text)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    status: Mapped[str] = mapped_column(String(16), default="held")
+    sms_id: Mapped[str | None] = mapped_column(String(64), doc="the message it became once re-ingested")
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -1,0 +1,1 @@
+"""Ingestion of MO messages: the webhook, the IP allowlist and the group-commit writer."""

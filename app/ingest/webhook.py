@@ -1,0 +1,104 @@
+"""``POST /mobitex/mo``: the one door MO messages come in through.
+
+Mobitex retries every 3 minutes anything that is not a 200, forever. So the answers are:
+200 once the message (or the raw request, if it did not validate) is committed; 503 when the
+database cannot take it (Mobitex will retry, which is what we want); 403 for addresses that are
+not Mobitex; 413 for bodies no SMS can produce.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from litestar import Request, Response, post
+from litestar.datastructures import State
+from litestar.exceptions.http_exceptions import RequestEntityTooLarge
+from litestar.handlers import HTTPRouteHandler
+from sqlalchemy.exc import SQLAlchemyError
+
+from app.db.models import utcnow
+from app.errors import DatabaseUnavailable, InvalidMessage
+from app.ingest.allowlist import client_address, is_allowed
+from app.ingest.writer import GroupWriter
+from app.mobitex.mo_form import decode_body, parse_mo
+from app.settings import Settings
+
+log = logging.getLogger("smsflows.ingest")
+
+RETRY_AFTER = "180"  # Mobitex's own retry interval, in seconds
+
+
+def _text(status: int, body: str, **headers: str) -> Response[str]:
+    return Response(body + "\n", status_code=status, media_type="text/plain", headers=headers or None)
+
+
+def mo_webhook(settings: Settings) -> HTTPRouteHandler:
+    """Build the webhook handler for the configured path, allowlist and limits."""
+    allowed = settings.allowed_networks
+    proxies = settings.proxy_networks
+    max_text = settings.mo_max_text
+
+    @post(
+        settings.mo_path,
+        request_max_body_size=settings.mo_max_body,
+        summary="Receive an MO message from Mobitex",
+        description=(
+            "Form fields number, sender, text, sms_id, time, and optional smcsc and ext_id, as "
+            "Mobitex sends them. Answers 200 once stored (invalid requests are quarantined, also 200), "
+            "403 for addresses outside the allowlist, 413 for oversized bodies, 503 when the "
+            "database is unavailable (Mobitex retries)."
+        ),
+        tags=["mobitex"],
+        status_code=200,
+    )
+    async def receive_mo(request: Request[object, object, State]) -> Response[str]:
+        peer = request.client.host if request.client else None
+        client = client_address(peer, request.headers.get("x-forwarded-for"), proxies)
+        if not is_allowed(client, allowed):
+            log.warning("MO request refused: %s (peer %s) is not in the allowlist", client, peer)
+            return _text(403, f"Forbidden: {client} is not an allowed Mobitex address")
+        assert client is not None
+        writer: GroupWriter = request.app.state.writer
+        received_at = utcnow()
+        try:
+            body = await request.body()
+        except RequestEntityTooLarge:
+            log.warning("MO request from %s refused: body over %d bytes", client, settings.mo_max_body)
+            raise
+        content_type = request.headers.get("content-type")
+        try:
+            try:
+                fields, charset = decode_body(body, content_type)
+                msg = parse_mo(fields, max_text)
+            except InvalidMessage as exc:
+                log.warning("MO request from %s quarantined: %s", client, exc)
+                await writer.quarantine(
+                    raw_body=body,
+                    content_type=content_type,
+                    client_ip=client,
+                    reason=str(exc),
+                    received_at=received_at,
+                )
+                # 200 on purpose: a 4xx would make Mobitex resend this same body every 3 minutes.
+                return _text(200, "OK quarantined")
+            try:
+                await writer.store_message(
+                    msg, raw_body=body, charset=charset, client_ip=client, received_at=received_at
+                )
+            except SQLAlchemyError as exc:
+                # The database is up but refused this one row: keep the request raw instead.
+                log.error("MO %s refused by the database, quarantined: %s", msg.sms_id, exc)
+                await writer.quarantine(
+                    raw_body=body,
+                    content_type=content_type,
+                    client_ip=client,
+                    reason=f"database refused the message: {exc.__class__.__name__}: {exc}"[:2000],
+                    received_at=received_at,
+                )
+                return _text(200, "OK quarantined")
+        except DatabaseUnavailable as exc:
+            log.error("MO request from %s not stored, asking Mobitex to retry: %s", client, exc)
+            return _text(503, "Service Unavailable: retry later", **{"Retry-After": RETRY_AFTER})
+        return _text(200, "OK")
+
+    return receive_mo

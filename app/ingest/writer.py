@@ -1,0 +1,199 @@
+"""The group-commit writer: the one task that writes MO messages to the database.
+
+Webhook requests hand their row to the writer and wait. While one transaction commits, the
+requests that arrive meanwhile queue up; the next transaction takes all of them at once. Each
+request's future resolves only after the transaction holding its row has committed, so a 200
+to Mobitex always means "on disk". One fsync serves a whole group, which is what makes
+``synchronous=FULL`` affordable under load.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+from sqlalchemy import Table, insert
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app.db.models import InboundMessage, QuarantinedRequest
+from app.errors import DatabaseUnavailable
+from app.mobitex.mo_form import MoMessage
+
+log = logging.getLogger("smsflows.ingest")
+
+INBOUND: Table = InboundMessage.__table__  # type: ignore[assignment]
+QUARANTINE: Table = QuarantinedRequest.__table__  # type: ignore[assignment]
+
+
+@dataclass(slots=True)
+class _Job:
+    kind: Literal["message", "quarantine"]
+    row: dict[str, Any]
+    done: asyncio.Future[None] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+
+
+class GroupWriter:
+    """Owns all MO writes; start() it in the app's lifespan and stop() it on shutdown."""
+
+    def __init__(self, engine: AsyncEngine, batch_max: int = 512) -> None:
+        self._engine = engine
+        self._batch_max = batch_max
+        self._queue: asyncio.Queue[_Job] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+        self.batches = 0
+        self.rows = 0
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="smsflows-group-writer")
+
+    async def stop(self) -> None:
+        """Commit what is queued, then end the task."""
+        self._closing = True
+        if self._task is None:
+            return
+        await self._queue.join()
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        self._task = None
+
+    async def store_message(
+        self, msg: MoMessage, *, raw_body: bytes, charset: str, client_ip: str, received_at: datetime
+    ) -> None:
+        """Return once the message (or one more delivery of it) is committed."""
+        row = message_row(
+            msg, raw_body=raw_body, charset=charset, client_ip=client_ip, received_at=received_at
+        )
+        await self._submit(_Job("message", row))
+
+    async def quarantine(
+        self, *, raw_body: bytes, content_type: str | None, client_ip: str, reason: str, received_at: datetime
+    ) -> None:
+        """Return once the raw request is committed to the quarantine table."""
+        row = {
+            "raw_body": raw_body,
+            "content_type": (content_type or "")[:200] or None,
+            "client_ip": client_ip,
+            "reason": reason,
+            "received_at": received_at,
+            "status": "held",
+        }
+        await self._submit(_Job("quarantine", row))
+
+    async def _submit(self, job: _Job) -> None:
+        if self._task is None or self._task.done() or self._closing:
+            raise DatabaseUnavailable("the writer is not running (service starting or stopping); retry later")
+        self._queue.put_nowait(job)
+        await asyncio.shield(job.done)
+
+    async def _run(self) -> None:
+        while True:
+            batch = [await self._queue.get()]
+            while len(batch) < self._batch_max and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            try:
+                await self._commit_batch(batch)
+            except BaseException as exc:  # keep the loop alive; every waiter gets an answer
+                _fail(batch, exc)
+                if isinstance(exc, asyncio.CancelledError):
+                    raise
+            finally:
+                for _ in batch:
+                    self._queue.task_done()
+
+    async def _commit_batch(self, batch: list[_Job]) -> None:
+        try:
+            await self._write(batch)
+        except (IntegrityError, DataError):
+            # One bad row must not fail its neighbours: retry them one by one.
+            if len(batch) == 1:
+                raise
+            for job in batch:
+                try:
+                    await self._write([job])
+                except SQLAlchemyError as exc:
+                    log.error("request refused by the database: %s", exc)
+                    _fail([job], exc)
+                else:
+                    job.done.set_result(None)
+            return
+        except (DBAPIError, OSError) as exc:
+            log.error("database write failed for %d request(s): %s", len(batch), exc)
+            _fail(batch, DatabaseUnavailable(f"database unavailable: {exc.__class__.__name__}"))
+            return
+        self.batches += 1
+        self.rows += len(batch)
+        for job in batch:
+            if not job.done.done():
+                job.done.set_result(None)
+
+    async def _write(self, batch: Sequence[_Job]) -> None:
+        messages = _merge_duplicates([j.row for j in batch if j.kind == "message"])
+        quarantined = [j.row for j in batch if j.kind == "quarantine"]
+        async with self._engine.begin() as conn:
+            if messages:
+                await conn.execute(upsert_statement(self._engine.dialect.name), messages)
+            if quarantined:
+                await conn.execute(insert(QUARANTINE), quarantined)
+
+
+def message_row(
+    msg: MoMessage, *, raw_body: bytes, charset: str, client_ip: str, received_at: datetime
+) -> dict[str, Any]:
+    return {
+        "sms_id": msg.sms_id,
+        "number": msg.number,
+        "sender": msg.sender,
+        "text": msg.text,
+        "smcsc": msg.smcsc,
+        "time": msg.time,
+        "ext_id": msg.ext_id,
+        "charset": charset,
+        "raw_body": raw_body,
+        "client_ip": client_ip,
+        "received_at": received_at,
+        "last_received_at": received_at,
+        "deliveries": 1,
+        "status": "received",
+    }
+
+
+def _merge_duplicates(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Fold repeated sms_ids of one batch into one row; PostgreSQL refuses to upsert a key twice."""
+    merged: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        seen = merged.get(row["sms_id"])
+        if seen is None:
+            merged[row["sms_id"]] = dict(row)
+        else:
+            seen["deliveries"] += 1
+            seen["last_received_at"] = max(seen["last_received_at"], row["last_received_at"])
+    return list(merged.values())
+
+
+def upsert_statement(dialect: str) -> Any:
+    """INSERT of inbound rows where a known sms_id only adds to its delivery count."""
+    stmt = postgresql.insert(INBOUND) if dialect == "postgresql" else sqlite.insert(INBOUND)
+    return stmt.on_conflict_do_update(
+        index_elements=["sms_id"],
+        set_={
+            "deliveries": INBOUND.c.deliveries + stmt.excluded.deliveries,
+            "last_received_at": stmt.excluded.last_received_at,
+        },
+    )
+
+
+def _fail(batch: Sequence[_Job], exc: BaseException) -> None:
+    if isinstance(exc, asyncio.CancelledError):
+        exc = DatabaseUnavailable("the writer stopped before this request was committed; retry later")
+    for job in batch:
+        if not job.done.done():
+            job.done.set_exception(exc)

@@ -1,0 +1,82 @@
+"""create_app(): the one place the service is assembled (routes, dependencies, lifespan)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import asynccontextmanager
+
+from litestar import Litestar
+from litestar.datastructures import State
+from litestar.di import Provide
+from litestar.openapi.config import OpenAPIConfig
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from app import __version__
+from app.api.health import health, ready
+from app.api.inbound import InboundController
+from app.db.engine import create_engine, session_factory
+from app.db.migrate import is_current, upgrade
+from app.errors import MigrationsPending
+from app.ingest.webhook import mo_webhook
+from app.ingest.writer import GroupWriter
+from app.settings import Settings, load_settings
+
+log = logging.getLogger("smsflows")
+
+
+async def _db_session(state: State) -> AsyncGenerator[AsyncSession, None]:
+    sessions: async_sessionmaker[AsyncSession] = state.sessions
+    async with sessions() as session:
+        yield session
+
+
+def _settings(state: State) -> Settings:
+    settings: Settings = state.settings
+    return settings
+
+
+def _engine(state: State) -> AsyncEngine:
+    engine: AsyncEngine = state.engine
+    return engine
+
+
+def create_app(settings: Settings) -> Litestar:
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        engine = create_engine(settings)
+        try:
+            if settings.is_sqlite:
+                await upgrade(engine)  # the embedded database looks after itself
+            elif not await is_current(engine):
+                raise MigrationsPending(
+                    "the PostgreSQL schema is not up to date: run `smsflows db upgrade` first"
+                )
+            writer = GroupWriter(engine, settings.writer_batch_max)
+            await writer.start()
+            app.state.engine, app.state.writer = engine, writer
+            app.state.sessions = session_factory(engine)
+            log.info("MO webhook listening on %s", settings.mo_path)
+            try:
+                yield
+            finally:
+                await writer.stop()
+        finally:
+            await engine.dispose()
+
+    return Litestar(
+        route_handlers=[mo_webhook(settings), health, ready, InboundController],
+        dependencies={
+            "db_session": Provide(_db_session),
+            "settings": Provide(_settings, sync_to_thread=False),
+            "db_engine": Provide(_engine, sync_to_thread=False),
+        },
+        lifespan=[lifespan],
+        state=State({"settings": settings}),
+        openapi_config=OpenAPIConfig(title="smsflows", version=__version__, path="/schema"),
+    )
+
+
+def app_from_env() -> Litestar:
+    """Factory for uvicorn (``--workers``): each worker process reads the same settings."""
+    return create_app(load_settings())

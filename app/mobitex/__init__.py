@@ -1,0 +1,1 @@
+"""The Mobitex gateway: the MO form, and (later) the MT client and the fake gateway."""

@@ -1,0 +1,184 @@
+"""The MO request Mobitex POSTs to us: body decoding, validation and number normalisation.
+
+The spec does not say which content type or character set Mobitex uses, nor whether empty
+optional fields are sent or left out, so everything here is tolerant of all the variants.
+"""
+
+from __future__ import annotations
+
+import email.parser
+import email.policy
+import re
+from typing import Annotated
+from urllib.parse import unquote_to_bytes
+
+import msgspec
+
+from app.errors import InvalidMessage
+
+FIELDS = ("number", "sender", "text", "sms_id", "smcsc", "time", "ext_id")
+REQUIRED = ("number", "sender", "text", "sms_id", "time")
+
+# Bytes that are letters in ISO-8859-2 (ą ś ź Ą Ś Ź) but rare symbols in windows-1250 (± ¶ Ľ ˇ ¦ ¬).
+_ISO_8859_2_HINTS = frozenset(b"\xb1\xb6\xbc\xa1\xa6\xac")
+_KNOWN_CHARSETS = {
+    "utf-8": "utf-8",
+    "utf8": "utf-8",
+    "windows-1250": "cp1250",
+    "cp1250": "cp1250",
+    "iso-8859-2": "iso-8859-2",
+    "latin2": "iso-8859-2",
+    "iso8859-2": "iso-8859-2",
+}
+
+# 1970-2100: a `time` outside this is a corrupt field, not a real timestamp.
+_MIN_TIME, _MAX_TIME = 0, 4_102_444_800
+
+
+class MoMessage(msgspec.Struct, frozen=True):
+    """One validated MO message, numbers already normalised to digits-only international form."""
+
+    sms_id: Annotated[str, msgspec.Meta(pattern="^[A-Za-z0-9]{32}$")]
+    number: Annotated[str, msgspec.Meta(pattern="^[0-9]{3,15}$")]
+    sender: Annotated[str, msgspec.Meta(pattern="^[0-9]{9,15}$")]
+    text: str
+    time: Annotated[int, msgspec.Meta(ge=_MIN_TIME, le=_MAX_TIME)]
+    smcsc: Annotated[str, msgspec.Meta(pattern="^[0-9]{3,15}$")] | None = None
+    ext_id: Annotated[str, msgspec.Meta(pattern="^[\\x21-\\x7e]{1,64}$")] | None = None
+
+
+def normalise_number(value: str) -> str:
+    """``+48 600-123-456``, ``0048600123456`` and ``600123456`` all become ``48600123456``.
+
+    Nine digits is a Polish national number (Mobitex is a Polish gateway), so ``48`` is put in
+    front; short codes such as ``70120`` are left as they are.
+    """
+    digits = re.sub(r"[\s\-().]", "", value)
+    if digits.startswith("+"):
+        digits = digits[1:]
+    elif digits.startswith("00"):
+        digits = digits[2:]
+    if len(digits) == 9 and digits.isdigit() and digits[0] != "0":
+        digits = "48" + digits
+    return digits
+
+
+def _pick_charset(values: list[bytes], declared: str | None) -> str:
+    if declared:
+        codec = _KNOWN_CHARSETS.get(declared.lower())
+        if codec is not None:
+            try:
+                for v in values:
+                    v.decode(codec)
+            except UnicodeDecodeError:
+                pass
+            else:
+                return codec
+    try:
+        for v in values:
+            v.decode("utf-8")
+    except UnicodeDecodeError:
+        pass
+    else:
+        return "utf-8"
+    joined = b"".join(values)
+    # 0x80-0x9f are control codes in ISO-8859-2 but letters (ś, ź, Ś, Ź...) in windows-1250.
+    if any(0x80 <= b <= 0x9F for b in joined):
+        return "cp1250"
+    if any(b in _ISO_8859_2_HINTS for b in joined):
+        return "iso-8859-2"
+    return "cp1250"
+
+
+def _content_type(header: str | None) -> tuple[str, dict[str, str]]:
+    if not header:
+        return "", {}
+    main, *params = header.split(";")
+    parsed = {}
+    for p in params:
+        k, _, v = p.strip().partition("=")
+        parsed[k.strip().lower()] = v.strip().strip('"')
+    return main.strip().lower(), parsed
+
+
+def _multipart_pairs(body: bytes, content_type: str) -> list[tuple[bytes, bytes, str | None]]:
+    head = f"Content-Type: {content_type}\r\nMIME-Version: 1.0\r\n\r\n".encode()
+    msg = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(head + body)
+    if not msg.is_multipart():
+        raise InvalidMessage("multipart body without parts (check the boundary)")
+    pairs = []
+    for part in msg.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        if not isinstance(name, str):
+            continue
+        payload = part.get_payload(decode=True)
+        value = payload if isinstance(payload, bytes) else b""
+        pairs.append((name.encode(), value, part.get_content_charset()))
+    return pairs
+
+
+def _urlencoded_pairs(body: bytes) -> list[tuple[bytes, bytes]]:
+    """Split a form body into raw byte pairs, percent-decoding without assuming a charset."""
+    pairs = []
+    for chunk in body.split(b"&"):
+        if not chunk.strip():
+            continue
+        key, _, value = chunk.partition(b"=")
+        pairs.append((unquote_to_bytes(key.replace(b"+", b" ")), unquote_to_bytes(value.replace(b"+", b" "))))
+    return pairs
+
+
+def decode_body(body: bytes, content_type: str | None) -> tuple[dict[str, str], str]:
+    """Return the form fields as text and the charset they were decoded with."""
+    kind, params = _content_type(content_type)
+    declared = params.get("charset")
+    if kind == "multipart/form-data":
+        if "boundary" not in params:
+            raise InvalidMessage("multipart/form-data without a boundary")
+        triples = _multipart_pairs(body, content_type or "")
+        declared = declared or next((c for _, _, c in triples if c), None)
+        pairs = [(k, v) for k, v, _ in triples]
+    elif kind in ("", "application/x-www-form-urlencoded", "text/plain"):
+        # Mobitex does not document its content type; an urlencoded body is the usual one.
+        pairs = _urlencoded_pairs(body)
+    else:
+        raise InvalidMessage(f"unsupported content type {kind!r}; expected application/x-www-form-urlencoded")
+    charset = _pick_charset([v for _, v in pairs], declared)
+    fields: dict[str, str] = {}
+    for raw_key, raw_value in pairs:
+        key = raw_key.decode("ascii", "replace").strip()
+        value = raw_value.decode(charset)
+        if key in fields and fields[key] != value:
+            raise InvalidMessage(f"field {key!r} given twice with different values")
+        fields[key] = value
+    return fields, charset
+
+
+def parse_mo(fields: dict[str, str], max_text: int) -> MoMessage:
+    """Validate decoded fields into a MoMessage; the error says which field is wrong and how."""
+    missing = [f for f in REQUIRED if f not in fields]
+    if missing:
+        raise InvalidMessage(f"missing field(s): {', '.join(missing)}")
+    text = fields["text"]
+    bad = [f for f in FIELDS if "\x00" in fields.get(f, "")]
+    if bad:
+        # GSM has no NUL character (0x00 is "@"); a NUL means a broken client, and PostgreSQL
+        # cannot store it in text anyway.
+        raise InvalidMessage(f"NUL character in field(s): {', '.join(bad)}")
+    if len(text) > max_text:
+        raise InvalidMessage(f"text is {len(text)} characters, over the limit of {max_text}")
+    data: dict[str, object] = {
+        "sms_id": fields["sms_id"].strip(),
+        "number": normalise_number(fields["number"]),
+        "sender": normalise_number(fields["sender"]),
+        "text": text,
+        "time": fields["time"].strip(),
+    }
+    for optional in ("smcsc", "ext_id"):
+        value = fields.get(optional, "").strip()
+        if value:
+            data[optional] = normalise_number(value) if optional == "smcsc" else value
+    try:
+        return msgspec.convert(data, MoMessage, strict=False)
+    except msgspec.ValidationError as exc:
+        raise InvalidMessage(str(exc)) from None

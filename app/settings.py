@@ -1,0 +1,138 @@
+"""Settings: one frozen Struct built once from ``SMSFLOWS_*`` variables (and ``.env``) at start-up."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import msgspec
+
+from app.errors import SettingsError
+
+PREFIX = "SMSFLOWS_"
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Everything the service can be told from outside; see docs/configuration.md."""
+
+    database_url: str = "sqlite+aiosqlite:///var/smsflows.db"
+    flows_dir: str = "flows"
+    mo_path: str = "/mobitex/mo"
+    mo_allowed_ips: tuple[str, ...] = ("213.5.10.19", "213.5.10.22")
+    trusted_proxies: tuple[str, ...] = ()
+    mo_max_body: int = 65536
+    mo_max_text: int = 4096
+    api_token: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 8000
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    sqlite_synchronous: Literal["FULL", "NORMAL", "EXTRA"] = "FULL"
+    writer_batch_max: int = 512
+    mobitex_user: str | None = None
+    mobitex_password: str | None = None
+    mobitex_from: str | None = None
+    mobitex_url: str = "https://api.mobitex.pl/sms.php"
+
+    def __post_init__(self) -> None:
+        for name in ("mo_allowed_ips", "trusted_proxies"):
+            for value in getattr(self, name):
+                try:
+                    ipaddress.ip_network(value, strict=False)
+                except ValueError:
+                    raise SettingsError(
+                        f"{PREFIX}{name.upper()}: {value!r} is not an IP address or CIDR range "
+                        "(expected e.g. 213.5.10.19 or 10.0.0.0/8, comma-separated)"
+                    ) from None
+        if not self.mo_path.startswith("/"):
+            raise SettingsError(f"{PREFIX}MO_PATH: {self.mo_path!r} must start with '/' (e.g. /mobitex/mo)")
+        for name in ("mo_max_body", "mo_max_text", "writer_batch_max", "port"):
+            if getattr(self, name) <= 0:
+                raise SettingsError(f"{PREFIX}{name.upper()}: expected a positive integer")
+        if not self.database_url.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
+            raise SettingsError(
+                f"{PREFIX}DATABASE_URL: {self.database_url!r} is not supported; use "
+                "sqlite+aiosqlite:///path/to.db or postgresql+asyncpg://user@host/db"
+            )
+
+    def __repr__(self) -> str:
+        # The Mobitex password and the API token must never reach a log line or a traceback.
+        parts = []
+        for name in self.__struct_fields__:
+            value = getattr(self, name)
+            parts.append(f"{name}={'***' if name in _SECRETS and value else repr(value)}")
+        return f"Settings({', '.join(parts)})"
+
+    @property
+    def allowed_networks(self) -> tuple[IPNetwork, ...]:
+        return tuple(ipaddress.ip_network(v, strict=False) for v in self.mo_allowed_ips)
+
+    @property
+    def proxy_networks(self) -> tuple[IPNetwork, ...]:
+        return tuple(ipaddress.ip_network(v, strict=False) for v in self.trusted_proxies)
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+
+_SECRETS = frozenset({"mobitex_password", "api_token"})
+_LISTS = frozenset({"mo_allowed_ips", "trusted_proxies"})
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """Read ``KEY=VALUE`` lines (``#`` comments, optional quotes, optional ``export``)."""
+    values: dict[str, str] = {}
+    if not path.is_file():
+        return values
+    for lineno, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        line = line.removeprefix("export ").strip()
+        key, sep, value = line.partition("=")
+        if not sep:
+            raise SettingsError(f"{path}:{lineno}: expected KEY=VALUE, got {raw!r}")
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        values[key.strip()] = value
+    return values
+
+
+def load_settings(environ: Mapping[str, str] | None = None, env_file: Path | None = Path(".env")) -> Settings:
+    """Build Settings from the environment; the process environment wins over ``.env``."""
+    merged: dict[str, str] = read_env_file(env_file) if env_file is not None else {}
+    merged.update(os.environ if environ is None else environ)
+    fields = set(Settings.__struct_fields__)
+    raw: dict[str, Any] = {}
+    for key, value in merged.items():
+        if not key.startswith(PREFIX):
+            continue
+        name = key[len(PREFIX) :].lower()
+        if name not in fields:
+            continue  # other SMSFLOWS_* variables (e.g. test-only ones) are not ours to judge
+        if name in _LISTS:
+            raw[name] = [v.strip() for v in value.split(",") if v.strip()]
+        elif value == "" and name in _SECRETS | {"mobitex_user", "mobitex_from"}:
+            raw[name] = None
+        else:
+            raw[name] = value
+    try:
+        return msgspec.convert(raw, Settings, strict=False)
+    except msgspec.ValidationError as exc:
+        raise SettingsError(_explain(exc)) from None
+
+
+def _explain(exc: msgspec.ValidationError) -> str:
+    """Turn msgspec's ``... - at `$.port``` into a message that names the variable."""
+    message = str(exc)
+    head, sep, path = message.rpartition(" - at `$.")
+    if not sep:
+        return f"invalid settings: {message}"
+    field = path.rstrip("`").split("[")[0].split(".")[0]
+    return f"{PREFIX}{field.upper()}: {head}"

@@ -1,0 +1,165 @@
+"""Fixtures: real SQLite and real PostgreSQL, and the real service over real HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import socket
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+import uvicorn
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app.db.engine import create_engine
+from app.db.migrate import upgrade
+from app.main import create_app
+from app.server import server_options
+from app.settings import Settings, load_settings
+
+PG_URL = os.environ.get("SMSFLOWS_TEST_PG_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
+API_TOKEN = "test-token"
+TABLES = ("inbound_messages", "quarantine")
+
+
+def _pg_dsn(url: str) -> str:
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+@pytest.fixture(scope="session")
+def pg_database() -> Iterator[str]:
+    """A database of this test run's own on the real PostgreSQL, dropped at the end."""
+    name = f"smsflows_test_{os.getpid()}_{secrets.token_hex(3)}"
+
+    async def admin(sql: str) -> None:
+        conn = await asyncpg.connect(_pg_dsn(PG_URL), timeout=5)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    try:
+        asyncio.run(admin(f'CREATE DATABASE "{name}"'))
+    except (OSError, asyncpg.PostgresError) as exc:
+        pytest.skip(f"PostgreSQL not reachable at {PG_URL} ({exc}); start it or set SMSFLOWS_TEST_PG_URL")
+    url = make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
+    settings = load_settings({"SMSFLOWS_DATABASE_URL": url}, None)
+
+    async def migrate() -> None:
+        engine = create_engine(settings)
+        await upgrade(engine)
+        await engine.dispose()
+
+    asyncio.run(migrate())
+    yield url
+    asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Every test that takes this runs on SQLite and on PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite+aiosqlite:///{tmp_path / 'smsflows.db'}"
+    url: str = request.getfixturevalue("pg_database")
+
+    async def truncate() -> None:
+        engine = create_engine(load_settings({"SMSFLOWS_DATABASE_URL": url}, None))
+        async with engine.begin() as conn:
+            await conn.execute(text(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY"))
+        await engine.dispose()
+
+    asyncio.run(truncate())
+    return url
+
+
+def make_settings(database_url: str, **overrides: str) -> Settings:
+    env = {
+        "SMSFLOWS_DATABASE_URL": database_url,
+        "SMSFLOWS_MO_ALLOWED_IPS": "127.0.0.1",
+        "SMSFLOWS_API_TOKEN": API_TOKEN,
+        "SMSFLOWS_LOG_LEVEL": "WARNING",
+    }
+    env.update({f"SMSFLOWS_{k.upper()}": v for k, v in overrides.items()})
+    return load_settings(env, None)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@dataclass
+class Service:
+    """The real app served by uvicorn on a loopback port."""
+
+    settings: Settings
+    base_url: str
+    engine: AsyncEngine
+    api: httpx.AsyncClient
+
+    @property
+    def mo_url(self) -> str:
+        return self.base_url + self.settings.mo_path
+
+    async def scalar(self, sql: str, **params: Any) -> Any:
+        async with self.engine.connect() as conn:
+            return (await conn.execute(text(sql), params)).scalar()
+
+    async def rows(self, sql: str, **params: Any) -> list[Any]:
+        async with self.engine.connect() as conn:
+            return list((await conn.execute(text(sql), params)).all())
+
+
+async def start_service(settings: Settings) -> tuple[uvicorn.Server, asyncio.Task[None], str]:
+    port = free_port()
+    config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, **server_options(settings))
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        if task.done():
+            task.result()
+            raise RuntimeError("the service stopped during start-up")
+        await asyncio.sleep(0.01)
+    return server, task, f"http://127.0.0.1:{port}"
+
+
+@pytest.fixture
+async def service(database_url: str) -> AsyncIterator[Service]:
+    settings = make_settings(database_url)
+    server, task, base_url = await start_service(settings)
+    engine = create_engine(settings)
+    headers = {"Authorization": f"Bearer {API_TOKEN}"}
+    async with httpx.AsyncClient(base_url=base_url, headers=headers, timeout=30) as api:
+        yield Service(settings, base_url, engine, api)
+    server.should_exit = True
+    await task
+    await engine.dispose()
+
+
+def new_sms_id() -> str:
+    return secrets.token_hex(16)
+
+
+def mo_form(**fields: str) -> dict[str, str]:
+    """A complete MO form as Mobitex sends it; keyword arguments replace fields."""
+    form = {
+        "number": "70120",
+        "sender": "48600123456",
+        "text": "GLOS A",
+        "sms_id": new_sms_id(),
+        "smcsc": "48602951111",
+        "time": "1764540000",
+        "ext_id": "",
+    }
+    form.update(fields)
+    return form

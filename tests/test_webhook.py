@@ -1,0 +1,230 @@
+"""The MO webhook over real HTTP, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+from urllib.parse import quote_from_bytes
+
+import asyncpg
+import httpx
+import pytest
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+
+from app.db.engine import create_engine
+from tests.conftest import Service, _pg_dsn, make_settings, mo_form, start_service
+
+FORM = "application/x-www-form-urlencoded"
+
+
+async def test_valid_message_is_stored_with_every_field(service: Service) -> None:
+    form = mo_form(text="Głosuję na A", ext_id="a" * 32, sender="+48 600 123 456")
+    async with httpx.AsyncClient() as client:
+        resp = await client.post(service.mo_url, data=form)
+    assert resp.status_code == 200
+    assert resp.text.strip() == "OK"
+    row = (
+        await service.rows(
+            "SELECT number, sender, text, smcsc, time, ext_id, deliveries, status, client_ip, charset "
+            "FROM inbound_messages WHERE sms_id = :s",
+            s=form["sms_id"],
+        )
+    )[0]
+    assert tuple(row) == (
+        "70120",
+        "48600123456",
+        "Głosuję na A",
+        "48602951111",
+        1764540000,
+        "a" * 32,
+        1,
+        "received",
+        "127.0.0.1",
+        "utf-8",
+    )
+    raw = await service.scalar("SELECT raw_body FROM inbound_messages WHERE sms_id = :s", s=form["sms_id"])
+    assert b"sms_id=" + form["sms_id"].encode() in bytes(raw)
+
+
+async def test_duplicate_sms_id_is_acknowledged_and_stored_once(service: Service) -> None:
+    form = mo_form()
+    async with httpx.AsyncClient() as client:
+        for _ in range(3):
+            resp = await client.post(service.mo_url, data=form)
+            assert resp.status_code == 200
+    assert await service.scalar("SELECT count(*) FROM inbound_messages") == 1
+    assert await service.scalar("SELECT deliveries FROM inbound_messages") == 3
+
+
+async def test_fifty_concurrent_deliveries_of_one_sms_id_make_one_row(service: Service) -> None:
+    form = mo_form()
+    limits = httpx.Limits(max_connections=50)
+    async with httpx.AsyncClient(limits=limits, timeout=30) as client:
+        answers = await asyncio.gather(*(client.post(service.mo_url, data=form) for _ in range(50)))
+    assert [r.status_code for r in answers] == [200] * 50
+    assert await service.scalar("SELECT count(*) FROM inbound_messages") == 1
+    assert await service.scalar("SELECT deliveries FROM inbound_messages") == 50
+
+
+async def test_many_concurrent_distinct_messages_are_all_stored(service: Service) -> None:
+    forms = [mo_form(text=f"GLOS {i}") for i in range(200)]
+    async with httpx.AsyncClient(limits=httpx.Limits(max_connections=64), timeout=30) as client:
+        answers = await asyncio.gather(*(client.post(service.mo_url, data=f) for f in forms))
+    assert all(r.status_code == 200 for r in answers)
+    assert await service.scalar("SELECT count(*) FROM inbound_messages") == 200
+    stored = {r[0] for r in await service.rows("SELECT sms_id FROM inbound_messages")}
+    assert stored == {f["sms_id"] for f in forms}
+
+
+async def test_request_from_address_outside_allowlist_gets_403(service: Service) -> None:
+    transport = httpx.AsyncHTTPTransport(local_address="127.0.0.2")
+    async with httpx.AsyncClient(transport=transport) as client:
+        resp = await client.post(service.mo_url, data=mo_form())
+    assert resp.status_code == 403
+    assert "127.0.0.2" in resp.text
+    assert await service.scalar("SELECT count(*) FROM inbound_messages") == 0
+    assert await service.scalar("SELECT count(*) FROM quarantine") == 0
+
+
+async def test_forged_forwarded_for_from_untrusted_peer_is_ignored(database_url: str) -> None:
+    settings = make_settings(database_url, mo_allowed_ips="213.5.10.19")
+    server, task, base = await start_service(settings)
+    try:
+        async with httpx.AsyncClient() as client:
+            resp = await client.post(
+                base + "/mobitex/mo", data=mo_form(), headers={"X-Forwarded-For": "213.5.10.19"}
+            )
+        assert resp.status_code == 403
+    finally:
+        server.should_exit = True
+        await task
+
+
+async def test_forwarded_for_from_trusted_proxy_names_the_client(database_url: str) -> None:
+    settings = make_settings(database_url, mo_allowed_ips="213.5.10.19", trusted_proxies="127.0.0.0/8")
+    server, task, base = await start_service(settings)
+    try:
+        async with httpx.AsyncClient() as client:
+            ok = await client.post(
+                base + "/mobitex/mo", data=mo_form(), headers={"X-Forwarded-For": "1.2.3.4, 213.5.10.19"}
+            )
+            forged = await client.post(
+                base + "/mobitex/mo", data=mo_form(), headers={"X-Forwarded-For": "213.5.10.19, 1.2.3.4"}
+            )
+        assert ok.status_code == 200
+        assert forged.status_code == 403
+    finally:
+        server.should_exit = True
+        await task
+
+
+async def test_polish_text_in_utf8_and_windows_1250_is_stored_identically(service: Service) -> None:
+    text = "Zażółć gęślą jaźń ĄĆĘŁŃÓŚŹŻ"
+    ids = {}
+    async with httpx.AsyncClient() as client:
+        for charset in ("utf-8", "cp1250", "iso-8859-2"):
+            form = mo_form(text=text)
+            body = "&".join(f"{k}={quote_from_bytes(v.encode(charset))}" for k, v in form.items())
+            resp = await client.post(service.mo_url, content=body, headers={"Content-Type": FORM})
+            assert resp.status_code == 200, resp.text
+            ids[charset] = form["sms_id"]
+    for charset, sms_id in ids.items():
+        stored = await service.scalar("SELECT text FROM inbound_messages WHERE sms_id = :s", s=sms_id)
+        assert stored == text, charset
+
+
+async def test_multipart_form_is_accepted(service: Service) -> None:
+    form = mo_form(text="Dzień dobry")
+    async with httpx.AsyncClient() as client:
+        resp = await client.post(service.mo_url, files={k: (None, v) for k, v in form.items()})
+    assert resp.status_code == 200
+    assert await service.scalar("SELECT text FROM inbound_messages WHERE sms_id = :s", s=form["sms_id"]) == (
+        "Dzień dobry"
+    )
+
+
+async def test_missing_optional_fields_and_empty_ext_id_are_fine(service: Service) -> None:
+    form = mo_form()
+    del form["smcsc"]
+    del form["ext_id"]
+    async with httpx.AsyncClient() as client:
+        resp = await client.post(service.mo_url, data=form)
+    assert resp.status_code == 200
+    row = (await service.rows("SELECT smcsc, ext_id FROM inbound_messages"))[0]
+    assert tuple(row) == (None, None)
+
+
+async def test_invalid_request_is_quarantined_raw_and_answered_200(service: Service) -> None:
+    body = b"number=70120&sender=abc&text=hello&sms_id=short&time=yesterday"
+    async with httpx.AsyncClient() as client:
+        resp = await client.post(service.mo_url, content=body, headers={"Content-Type": FORM})
+    assert resp.status_code == 200
+    assert "quarantined" in resp.text
+    assert await service.scalar("SELECT count(*) FROM inbound_messages") == 0
+    rows = await service.rows("SELECT raw_body, reason, status, client_ip FROM quarantine")
+    assert len(rows) == 1
+    raw, reason, status, ip = rows[0]
+    assert bytes(raw) == body
+    assert "sms_id" in reason or "sender" in reason
+    assert (status, ip) == ("held", "127.0.0.1")
+
+
+async def test_missing_fields_are_named_in_the_quarantine_reason(service: Service) -> None:
+    async with httpx.AsyncClient() as client:
+        resp = await client.post(service.mo_url, data={"number": "70120", "text": "x"})
+    assert resp.status_code == 200
+    reason = await service.scalar("SELECT reason FROM quarantine")
+    assert "sender" in reason and "sms_id" in reason and "time" in reason
+
+
+async def test_oversized_body_is_refused_with_413(service: Service) -> None:
+    big = mo_form(text="x" * (service.settings.mo_max_body + 10))
+    async with httpx.AsyncClient() as client:
+        resp = await client.post(service.mo_url, data=big)
+    assert resp.status_code == 413
+    assert await service.scalar("SELECT count(*) FROM inbound_messages") == 0
+
+
+async def test_text_over_the_limit_is_quarantined(service: Service) -> None:
+    form = mo_form(text="y" * (service.settings.mo_max_text + 1))
+    async with httpx.AsyncClient() as client:
+        resp = await client.post(service.mo_url, data=form)
+    assert resp.status_code == 200
+    assert "over the limit" in await service.scalar("SELECT reason FROM quarantine")
+
+
+@pytest.mark.postgres
+async def test_database_down_answers_503_and_recovers(pg_database: str) -> None:
+    """With PostgreSQL refusing connections the webhook says 503, then 200 once it is back."""
+    settings = make_settings(pg_database)
+    name = make_url(pg_database).database
+    admin = await asyncpg.connect(_pg_dsn(pg_database).rsplit("/", 1)[0] + "/test")
+    server, task, base = await start_service(settings)
+    try:
+        async with httpx.AsyncClient() as client:
+            assert (await client.post(base + "/mobitex/mo", data=mo_form())).status_code == 200
+            await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+            await admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", name
+            )
+            form = mo_form()
+            resp = await client.post(base + "/mobitex/mo", data=form)
+            assert resp.status_code == 503
+            assert resp.headers["retry-after"] == "180"
+            await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+            resp = await client.post(base + "/mobitex/mo", data=form)
+            assert resp.status_code == 200
+    finally:
+        await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+        await admin.close()
+        server.should_exit = True
+        await task
+    engine = create_engine(settings)
+    async with engine.connect() as conn:
+        stored = (
+            await conn.execute(
+                text("SELECT deliveries FROM inbound_messages WHERE sms_id = :s"), {"s": form["sms_id"]}
+            )
+        ).scalar()
+    await engine.dispose()
+    assert stored == 1
