@@ -56,14 +56,7 @@ def serve(host: str | None, port: int | None, workers: int) -> None:
 
     settings = _settings()
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if workers > 1 and settings.is_sqlite:
-        # Each worker starts by migrating; do it once here so they do not race.
-        from app.db.engine import create_engine
-        from app.db.migrate import upgrade
-
-        engine = create_engine(settings)
-        asyncio.run(upgrade(engine))
-        asyncio.run(engine.dispose())
+    asyncio.run(_prepare_database(settings))
     uvicorn.run(
         "app.main:app_from_env",
         factory=True,
@@ -72,6 +65,26 @@ def serve(host: str | None, port: int | None, workers: int) -> None:
         workers=workers,
         **server_options(settings),
     )
+
+
+async def _prepare_database(settings: Settings) -> None:
+    """Migrate the embedded SQLite once, before workers start; check PostgreSQL is migrated."""
+    from app.db.engine import create_engine
+    from app.db.migrate import is_current, upgrade
+    from app.errors import MigrationsPending
+
+    engine = create_engine(settings)
+    try:
+        if settings.is_sqlite:
+            await upgrade(engine)
+        elif not await is_current(engine):
+            raise MigrationsPending("the database schema is not up to date: run `smsflows db upgrade` first")
+    except OSError as exc:
+        raise click.ClickException(
+            f"cannot reach the database ({exc}); check SMSFLOWS_DATABASE_URL"
+        ) from None
+    finally:
+        await engine.dispose()
 
 
 @main.group()
@@ -107,16 +120,34 @@ def db_upgrade(revision: str) -> None:
 @main.command()
 @click.option("--url", default="http://127.0.0.1:8000/mobitex/mo", show_default=True, help="Webhook URL.")
 @click.option("--count", type=click.IntRange(1), default=1, show_default=True, help="Messages to send.")
-@click.option("--rate", type=float, default=0.0, help="Messages per second (0 = as fast as possible).")
-@click.option("--concurrency", type=click.IntRange(1, 1024), default=16, show_default=True)
+@click.option(
+    "--rate",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    show_default=True,
+    help="New messages per second (0 = as fast as --concurrency allows).",
+)
+@click.option(
+    "--concurrency",
+    type=click.IntRange(1, 1024),
+    default=16,
+    show_default=True,
+    help="Requests in flight at most.",
+)
 @click.option("--number", default="70120", show_default=True, help="Destination number (ours).")
 @click.option("--sender", default="48600123456", show_default=True, help="The phone sending.")
 @click.option("--text", default="GLOS A", show_default=True, help="Message text.")
 @click.option("--ext-id", default="", help="ext_id: the message this one answers (S1 service).")
-@click.option("--charset", type=click.Choice(["utf-8", "windows-1250", "iso-8859-2"]), default="utf-8")
+@click.option(
+    "--charset",
+    type=click.Choice(["utf-8", "windows-1250", "iso-8859-2"]),
+    default="utf-8",
+    show_default=True,
+    help="Encoding of the text's bytes (Mobitex accepts all three).",
+)
 @click.option(
     "--retry-interval",
-    type=float,
+    type=click.FloatRange(min=0),
     default=180.0,
     show_default=True,
     help="Seconds before resending a request that did not get 200 (Mobitex waits 180).",
@@ -134,9 +165,15 @@ def simulate(**options: object) -> None:
     Example: 500 votes at 100 per second
       smsflows simulate --count 500 --rate 100 --text "GLOS A"
     """
+    import msgspec
+
     from app.mobitex.simulator import SimulationOptions, run_simulation
 
-    result = asyncio.run(run_simulation(SimulationOptions(**options)))  # type: ignore[arg-type]
+    try:
+        simulation = msgspec.convert(options, SimulationOptions)
+    except msgspec.ValidationError as exc:
+        raise click.UsageError(str(exc)) from None
+    result = asyncio.run(run_simulation(simulation))
     click.echo(result.summary())
     if result.failed:
         sys.exit(1)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import msgspec
 from litestar import Response, get
+from litestar.di import NamedDependency
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -21,7 +22,7 @@ def health() -> Health:
 
 
 @get("/ready", tags=["health"], summary="The database is reachable and migrated")
-async def ready(db_engine: AsyncEngine) -> Response[Health]:
+async def ready(db_engine: NamedDependency[AsyncEngine]) -> Response[Health]:
     try:
         async with db_engine.connect() as conn:
             await conn.execute(text("SELECT 1"))

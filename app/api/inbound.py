@@ -6,8 +6,9 @@ from datetime import datetime
 from typing import Annotated
 
 from litestar import Controller, get, post
+from litestar.di import NamedDependency
 from litestar.exceptions import ClientException, NotFoundException
-from litestar.params import Parameter
+from litestar.params import FromPath, JSONBody, QueryParameter
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -19,9 +20,9 @@ from app.ingest.writer import message_row, upsert_statement
 from app.mobitex.mo_form import decode_body, normalise_number, parse_mo
 from app.settings import Settings
 
-Limit = Annotated[int, Parameter(ge=1, le=1000, description="page size")]
+Limit = Annotated[int, QueryParameter(ge=1, le=1000, description="page size")]
 Cursor = Annotated[
-    str | None, Parameter(description="next_cursor of the previous page", pattern="^[0-9]{1,19}$")
+    str | None, QueryParameter(description="next_cursor of the previous page", pattern="^[0-9]{1,19}$")
 ]
 
 
@@ -37,11 +38,15 @@ class InboundController(Controller):
     @get("/inbound", summary="List inbound messages, newest first")
     async def list_inbound(
         self,
-        db_session: AsyncSession,
-        sender: str | None = None,
-        number: str | None = None,
-        status: Annotated[str | None, Parameter(description=f"one of {', '.join(INBOUND_STATUSES)}")] = None,
-        since: Annotated[datetime | None, Parameter(description="received at or after (ISO 8601)")] = None,
+        db_session: NamedDependency[AsyncSession],
+        sender: Annotated[str | None, QueryParameter(description="the phone, any format")] = None,
+        number: Annotated[str | None, QueryParameter(description="our number or short code")] = None,
+        status: Annotated[
+            str | None, QueryParameter(description=f"one of {', '.join(INBOUND_STATUSES)}")
+        ] = None,
+        since: Annotated[
+            datetime | None, QueryParameter(description="received at or after (ISO 8601)")
+        ] = None,
         limit: Limit = 50,
         cursor: Cursor = None,
     ) -> InboundPage:
@@ -65,7 +70,9 @@ class InboundController(Controller):
         return InboundPage(items=[InboundOut.of(m) for m in rows], next_cursor=next_cursor)
 
     @get("/inbound/{sms_id:str}", summary="One inbound message by its Mobitex sms_id")
-    async def get_inbound(self, db_session: AsyncSession, sms_id: str) -> InboundOut:
+    async def get_inbound(
+        self, db_session: NamedDependency[AsyncSession], sms_id: FromPath[str]
+    ) -> InboundOut:
         msg = await db_session.scalar(select(InboundMessage).where(InboundMessage.sms_id == sms_id))
         if msg is None:
             raise NotFoundException(f"no inbound message with sms_id {sms_id!r}")
@@ -74,8 +81,8 @@ class InboundController(Controller):
     @get("/quarantine", summary="Requests that did not validate, newest first")
     async def list_quarantine(
         self,
-        db_session: AsyncSession,
-        status: Annotated[str | None, Parameter(description="held, reingested or discarded")] = None,
+        db_session: NamedDependency[AsyncSession],
+        status: Annotated[str | None, QueryParameter(description="held, reingested or discarded")] = None,
         limit: Limit = 50,
         cursor: Cursor = None,
     ) -> QuarantinePage:
@@ -92,7 +99,11 @@ class InboundController(Controller):
 
     @post("/quarantine/{qid:int}/reingest", status_code=200, summary="Repair and re-ingest a request")
     async def reingest(
-        self, db_session: AsyncSession, settings: Settings, qid: int, data: Repair | None = None
+        self,
+        db_session: NamedDependency[AsyncSession],
+        settings: NamedDependency[Settings],
+        qid: FromPath[int],
+        data: JSONBody[Repair | None] = None,
     ) -> InboundOut:
         """Decode the kept raw body, apply the corrected fields, validate, and store the message.
 
@@ -124,14 +135,14 @@ class InboundController(Controller):
         return InboundOut.of(stored)
 
     @post("/quarantine/{qid:int}/discard", status_code=200, summary="Mark a quarantined request as handled")
-    async def discard(self, db_session: AsyncSession, qid: int) -> QuarantineOut:
+    async def discard(self, db_session: NamedDependency[AsyncSession], qid: FromPath[int]) -> QuarantineOut:
         held = await _held(db_session, qid)
         held.status, held.resolved_at = "discarded", utcnow()
         await db_session.commit()
         return QuarantineOut.of(held)
 
 
-async def _held(session: AsyncSession, qid: int) -> QuarantinedRequest:
+async def _held(session: AsyncSession, qid: FromPath[int]) -> QuarantinedRequest:
     held = await session.get(QuarantinedRequest, qid, with_for_update=True)
     if held is None:
         raise NotFoundException(f"no quarantined request {qid}")

@@ -19,8 +19,7 @@ from app.errors import InvalidMessage
 FIELDS = ("number", "sender", "text", "sms_id", "smcsc", "time", "ext_id")
 REQUIRED = ("number", "sender", "text", "sms_id", "time")
 
-# Bytes that are letters in ISO-8859-2 (ą ś ź Ą Ś Ź) but rare symbols in windows-1250 (± ¶ Ľ ˇ ¦ ¬).
-_ISO_8859_2_HINTS = frozenset(b"\xb1\xb6\xbc\xa1\xa6\xac")
+_POLISH = frozenset("ąćęłńóśźżĄĆĘŁŃÓŚŹŻ")
 _KNOWN_CHARSETS = {
     "utf-8": "utf-8",
     "utf8": "utf-8",
@@ -63,31 +62,38 @@ def normalise_number(value: str) -> str:
     return digits
 
 
-def _pick_charset(values: list[bytes], declared: str | None) -> str:
-    if declared:
-        codec = _KNOWN_CHARSETS.get(declared.lower())
-        if codec is not None:
-            try:
-                for v in values:
-                    v.decode(codec)
-            except UnicodeDecodeError:
-                pass
-            else:
-                return codec
+def _decoded(values: list[bytes], codec: str) -> str | None:
     try:
-        for v in values:
-            v.decode("utf-8")
+        return "".join(v.decode(codec) for v in values)
     except UnicodeDecodeError:
-        pass
-    else:
-        return "utf-8"
-    joined = b"".join(values)
-    # 0x80-0x9f are control codes in ISO-8859-2 but letters (ś, ź, Ś, Ź...) in windows-1250.
-    if any(0x80 <= b <= 0x9F for b in joined):
-        return "cp1250"
-    if any(b in _ISO_8859_2_HINTS for b in joined):
-        return "iso-8859-2"
-    return "cp1250"
+        return None
+
+
+def _polish_score(text: str) -> int:
+    """Polish letters count for a reading; C1 control codes count against it."""
+    return sum(c in _POLISH for c in text) - 2 * sum("\x80" <= c <= "\x9f" for c in text)
+
+
+def _pick_charset(values: list[bytes], declared: str | None) -> str:
+    """Choose the reading of the bytes that makes the most Polish sense.
+
+    Valid UTF-8 is not proof of UTF-8: windows-1250 "ĆŚ" (C6 8C) is also valid UTF-8 ("ƌ"). Each
+    candidate is scored by the Polish letters it yields; a genuine UTF-8 Polish letter never
+    yields more than one in another charset, so UTF-8 wins ties and the single-byte charsets
+    win only where their reading is clearly more Polish.
+    """
+    codec = _KNOWN_CHARSETS.get((declared or "").lower())
+    if codec is not None and _decoded(values, codec) is not None:
+        return codec
+    best, best_score = "iso-8859-2", None  # ISO-8859-2 decodes any byte: the last resort
+    for candidate in ("utf-8", "cp1250", "iso-8859-2"):
+        text = _decoded(values, candidate)
+        if text is None:
+            continue
+        score = _polish_score(text)
+        if best_score is None or score > best_score:
+            best, best_score = candidate, score
+    return best
 
 
 def _content_type(header: str | None) -> tuple[str, dict[str, str]]:
@@ -135,7 +141,12 @@ def decode_body(body: bytes, content_type: str | None) -> tuple[dict[str, str], 
     if kind == "multipart/form-data":
         if "boundary" not in params:
             raise InvalidMessage("multipart/form-data without a boundary")
-        triples = _multipart_pairs(body, content_type or "")
+        try:
+            triples = _multipart_pairs(body, content_type or "")
+        except InvalidMessage:
+            raise
+        except Exception as exc:  # the stdlib parser has many ways to fail on garbage
+            raise InvalidMessage(f"unreadable multipart body: {exc}") from None
         declared = declared or next((c for _, _, c in triples if c), None)
         pairs = [(k, v) for k, v, _ in triples]
     elif kind in ("", "application/x-www-form-urlencoded", "text/plain"):

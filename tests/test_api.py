@@ -1,0 +1,192 @@
+"""The read API, quarantine repair, health and readiness, over real HTTP on both databases."""
+
+from __future__ import annotations
+
+import base64
+from datetime import UTC, datetime, timedelta
+
+import httpx
+from sqlalchemy import text
+
+from app.db.migrate import head_revision
+from tests.conftest import Service, make_settings, mo_form, start_service
+
+
+async def _post(service: Service, **fields: str) -> dict[str, str]:
+    form = mo_form(**fields)
+    async with httpx.AsyncClient() as client:
+        resp = await client.post(service.mo_url, data=form)
+    assert resp.status_code == 200
+    return form
+
+
+async def test_inbound_message_is_readable_by_sms_id(service: Service) -> None:
+    form = await _post(service, text="Zażółć", ext_id="ab12")
+    resp = await service.api.get(f"/api/inbound/{form['sms_id']}")
+    assert resp.status_code == 200
+    body = resp.json()
+    assert body["sms_id"] == form["sms_id"]
+    assert body["text"] == "Zażółć"
+    assert body["ext_id"] == "ab12"
+    assert body["status"] == "received"
+    assert body["deliveries"] == 1
+    assert body["time"] == 1764540000
+    assert body["received_at"].endswith("Z") or "+00:00" in body["received_at"]
+
+
+async def test_unknown_sms_id_is_404_with_a_message(service: Service) -> None:
+    resp = await service.api.get("/api/inbound/" + "0" * 32)
+    assert resp.status_code == 404
+    assert "no inbound message" in resp.json()["detail"]
+
+
+async def test_inbound_list_filters_and_paginates(service: Service) -> None:
+    for i in range(5):
+        await _post(service, sender="48600000001", text=f"a{i}")
+    await _post(service, sender="48600000002", number="4112", text="other")
+
+    resp = await service.api.get("/api/inbound", params={"sender": "+48 600 000 001", "limit": 2})
+    page1 = resp.json()
+    assert [m["text"] for m in page1["items"]] == ["a4", "a3"]
+    assert page1["next_cursor"]
+    page2 = (
+        await service.api.get(
+            "/api/inbound", params={"sender": "48600000001", "limit": 2, "cursor": page1["next_cursor"]}
+        )
+    ).json()
+    assert [m["text"] for m in page2["items"]] == ["a2", "a1"]
+    page3 = (
+        await service.api.get(
+            "/api/inbound", params={"sender": "48600000001", "limit": 2, "cursor": page2["next_cursor"]}
+        )
+    ).json()
+    assert [m["text"] for m in page3["items"]] == ["a0"]
+    assert page3["next_cursor"] is None
+
+    by_number = (await service.api.get("/api/inbound", params={"number": "4112"})).json()
+    assert [m["text"] for m in by_number["items"]] == ["other"]
+    by_status = (await service.api.get("/api/inbound", params={"status": "received"})).json()
+    assert len(by_status["items"]) == 6
+    future = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+    assert (await service.api.get("/api/inbound", params={"since": future})).json()["items"] == []
+    past = (datetime.now(UTC) - timedelta(hours=1)).isoformat()
+    assert len((await service.api.get("/api/inbound", params={"since": past})).json()["items"]) == 6
+
+
+async def test_bad_filters_are_400_with_a_reason(service: Service) -> None:
+    resp = await service.api.get("/api/inbound", params={"status": "lost"})
+    assert resp.status_code == 400
+    assert "status must be one of" in resp.json()["detail"]
+    assert (await service.api.get("/api/inbound", params={"limit": 0})).status_code == 400
+    assert (await service.api.get("/api/inbound", params={"cursor": "x'; drop"})).status_code == 400
+
+
+async def test_api_needs_the_bearer_token(service: Service) -> None:
+    async with httpx.AsyncClient(base_url=service.base_url) as anon:
+        missing = await anon.get("/api/inbound")
+        wrong = await anon.get("/api/inbound", headers={"Authorization": "Bearer nope"})
+    assert missing.status_code == 401
+    assert wrong.status_code == 401
+    assert "SMSFLOWS_API_TOKEN" in wrong.json()["detail"]
+
+
+async def test_api_without_configured_token_is_503_with_instructions(database_url: str) -> None:
+    settings = make_settings(database_url, api_token="")
+    server, task, base = await start_service(settings)
+    try:
+        async with httpx.AsyncClient(base_url=base) as client:
+            resp = await client.get("/api/inbound", headers={"Authorization": "Bearer anything"})
+        assert resp.status_code == 503
+        assert "set SMSFLOWS_API_TOKEN" in resp.json()["detail"]
+    finally:
+        server.should_exit = True
+        await task
+
+
+async def test_quarantined_request_is_listed_with_its_raw_body(service: Service) -> None:
+    body = b"number=70120&sender=48600123456&text=Cze%B6%E6&sms_id=tooshort&time=1764540000"
+    async with httpx.AsyncClient() as client:
+        await client.post(
+            service.mo_url, content=body, headers={"Content-Type": "application/x-www-form-urlencoded"}
+        )
+    items = (await service.api.get("/api/quarantine")).json()["items"]
+    assert len(items) == 1
+    assert base64.b64decode(items[0]["raw_body"]) == body
+    assert "sms_id" in items[0]["reason"]
+    assert items[0]["status"] == "held"
+
+
+async def test_quarantined_request_can_be_repaired_and_reingested_once(service: Service) -> None:
+    good_id = "f" * 32
+    body = b"number=70120&sender=48600123456&text=Cze%9C%E6&sms_id=tooshort&time=1764540000"
+    async with httpx.AsyncClient() as client:
+        await client.post(
+            service.mo_url, content=body, headers={"Content-Type": "application/x-www-form-urlencoded"}
+        )
+    qid = (await service.api.get("/api/quarantine")).json()["items"][0]["id"]
+
+    still_bad = await service.api.post(f"/api/quarantine/{qid}/reingest", json={"fields": {"time": "never"}})
+    assert still_bad.status_code == 400
+    assert "still invalid" in still_bad.json()["detail"]
+
+    resp = await service.api.post(f"/api/quarantine/{qid}/reingest", json={"fields": {"sms_id": good_id}})
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["text"] == "Cześć"  # decoded from the kept windows-1250 bytes
+    assert resp.json()["sms_id"] == good_id
+    stored = await service.rows("SELECT raw_body, status FROM inbound_messages WHERE sms_id = :s", s=good_id)
+    assert bytes(stored[0][0]) == body
+    assert stored[0][1] == "received"
+    held = (await service.api.get("/api/quarantine", params={"status": "reingested"})).json()["items"]
+    assert [(q["id"], q["sms_id"]) for q in held] == [(qid, good_id)]
+
+    again = await service.api.post(f"/api/quarantine/{qid}/reingest", json={"fields": {"sms_id": good_id}})
+    assert again.status_code == 409
+
+
+async def test_quarantined_request_can_be_discarded(service: Service) -> None:
+    async with httpx.AsyncClient() as client:
+        await client.post(service.mo_url, data={"garbage": "1"})
+    qid = (await service.api.get("/api/quarantine")).json()["items"][0]["id"]
+    resp = await service.api.post(f"/api/quarantine/{qid}/discard")
+    assert resp.status_code == 200
+    assert resp.json()["status"] == "discarded"
+    assert (await service.api.post(f"/api/quarantine/{qid}/discard")).status_code == 409
+    assert (await service.api.post("/api/quarantine/99999/discard")).status_code == 404
+
+
+async def test_health_and_ready(service: Service) -> None:
+    async with httpx.AsyncClient(base_url=service.base_url) as client:
+        health = await client.get("/health")
+        ready = await client.get("/ready")
+    assert (health.status_code, health.json()["status"]) == (200, "ok")
+    assert (ready.status_code, ready.json()["status"]) == (200, "ok")
+
+
+async def test_ready_reports_pending_migrations(service: Service) -> None:
+    async with service.engine.begin() as conn:
+        await conn.execute(text("UPDATE alembic_version SET version_num = 'old'"))
+    async with httpx.AsyncClient(base_url=service.base_url) as client:
+        ready = await client.get("/ready")
+    async with service.engine.begin() as conn:
+        await conn.execute(text("UPDATE alembic_version SET version_num = :v"), {"v": head_revision()})
+    assert ready.status_code == 503
+    assert "smsflows db upgrade" in ready.json()["detail"]
+
+
+async def test_openapi_schema_describes_the_api(service: Service) -> None:
+    async with httpx.AsyncClient(base_url=service.base_url) as client:
+        resp = await client.get("/schema/openapi.json")
+    assert resp.status_code == 200
+    paths = resp.json()["paths"]
+    for path in (
+        "/mobitex/mo",
+        "/api/inbound",
+        "/api/inbound/{sms_id}",
+        "/api/quarantine",
+        "/api/quarantine/{qid}/reingest",
+        "/health",
+        "/ready",
+    ):
+        assert path in paths, path
+    params = {p["name"] for p in paths["/api/inbound"]["get"]["parameters"]}
+    assert {"sender", "number", "status", "since", "limit", "cursor"} <= params

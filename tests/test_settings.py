@@ -1,0 +1,71 @@
+"""Settings: read once from SMSFLOWS_* and .env; a bad value names the variable."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from app.errors import SettingsError
+from app.settings import Settings, load_settings
+
+
+def test_defaults_match_the_mobitex_spec() -> None:
+    s = load_settings({}, None)
+    assert s.mo_allowed_ips == ("213.5.10.19", "213.5.10.22")
+    assert s.mo_path == "/mobitex/mo"
+    assert s.database_url == "sqlite+aiosqlite:///var/smsflows.db"
+    assert s.trusted_proxies == ()
+    assert s.mobitex_url == "https://api.mobitex.pl/sms.php"
+    assert s.sqlite_synchronous == "FULL"
+
+
+def test_lists_are_comma_separated_and_cidr_is_accepted() -> None:
+    s = load_settings({"SMSFLOWS_MO_ALLOWED_IPS": "213.5.10.19, 10.0.0.0/8 ,", "SMSFLOWS_PORT": "9000"}, None)
+    assert s.mo_allowed_ips == ("213.5.10.19", "10.0.0.0/8")
+    assert s.port == 9000
+
+
+@pytest.mark.parametrize(
+    ("env", "names"),
+    [
+        ({"SMSFLOWS_PORT": "eighty"}, "SMSFLOWS_PORT"),
+        ({"SMSFLOWS_MO_ALLOWED_IPS": "213.5.10.300"}, "SMSFLOWS_MO_ALLOWED_IPS"),
+        ({"SMSFLOWS_TRUSTED_PROXIES": "proxy.local"}, "SMSFLOWS_TRUSTED_PROXIES"),
+        ({"SMSFLOWS_MO_PATH": "mobitex"}, "SMSFLOWS_MO_PATH"),
+        ({"SMSFLOWS_DATABASE_URL": "mysql://x"}, "SMSFLOWS_DATABASE_URL"),
+        ({"SMSFLOWS_SQLITE_SYNCHRONOUS": "OFF"}, "SMSFLOWS_SQLITE_SYNCHRONOUS"),
+        ({"SMSFLOWS_MO_MAX_BODY": "0"}, "SMSFLOWS_MO_MAX_BODY"),
+    ],
+)
+def test_bad_value_stops_startup_naming_the_variable(env: dict[str, str], names: str) -> None:
+    with pytest.raises(SettingsError) as err:
+        load_settings(env, None)
+    assert names in str(err.value)
+
+
+def test_env_file_is_read_and_environment_wins(tmp_path: Path) -> None:
+    env_file = tmp_path / ".env"
+    env_file.write_text(
+        "# local settings\nSMSFLOWS_PORT=8100\nexport SMSFLOWS_MO_PATH='/in'\nSMSFLOWS_API_TOKEN=\"abc\"\n"
+    )
+    s = load_settings({"SMSFLOWS_PORT": "8200"}, env_file)
+    assert (s.port, s.mo_path, s.api_token) == (8200, "/in", "abc")
+
+
+def test_malformed_env_file_line_is_reported_with_its_line(tmp_path: Path) -> None:
+    env_file = tmp_path / ".env"
+    env_file.write_text("SMSFLOWS_PORT=8100\nnonsense\n")
+    with pytest.raises(SettingsError, match=r"\.env:2"):
+        load_settings({}, env_file)
+
+
+def test_secrets_never_appear_in_repr() -> None:
+    s = load_settings({"SMSFLOWS_MOBITEX_PASSWORD": "hunter2", "SMSFLOWS_API_TOKEN": "t0ken"}, None)
+    shown = repr(s)
+    assert "hunter2" not in shown and "t0ken" not in shown
+    assert "mobitex_password='***'" not in shown and "mobitex_password=***" in shown
+
+
+def test_settings_struct_forbids_unknown_fields() -> None:
+    assert Settings.__struct_config__.forbid_unknown_fields

@@ -1,0 +1,80 @@
+"""The group-commit writer, driven directly: grouping, duplicate folding, isolation of bad rows."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from sqlalchemy.exc import IntegrityError
+
+from app.db.engine import create_engine
+from app.db.migrate import upgrade
+from app.db.models import utcnow
+from app.errors import DatabaseUnavailable
+from app.ingest.writer import GroupWriter
+from app.mobitex.mo_form import parse_mo
+from tests.conftest import Service, make_settings, mo_form
+
+
+@pytest.fixture
+async def writer(database_url: str) -> AsyncIterator[tuple[GroupWriter, Service]]:
+    settings = make_settings(database_url)
+    engine = create_engine(settings)
+    await upgrade(engine)
+    w = GroupWriter(engine, batch_max=512)
+    await w.start()
+    yield w, Service(settings, "", engine, None)  # type: ignore[arg-type]
+    await w.stop()
+    await engine.dispose()
+
+
+def _store(w: GroupWriter, **fields: str) -> Any:
+    msg = parse_mo(mo_form(**fields), max_text=4096)
+    return w.store_message(msg, raw_body=b"raw", charset="utf-8", client_ip="127.0.0.1", received_at=utcnow())
+
+
+async def test_requests_queued_together_commit_in_one_transaction(
+    writer: tuple[GroupWriter, Service],
+) -> None:
+    w, db = writer
+    await asyncio.gather(*(_store(w) for _ in range(100)))
+    assert w.rows == 100
+    assert w.batches == 1
+    assert await db.scalar("SELECT count(*) FROM inbound_messages") == 100
+
+
+async def test_duplicates_inside_one_batch_are_folded_into_the_delivery_count(
+    writer: tuple[GroupWriter, Service],
+) -> None:
+    w, db = writer
+    sms_id = "d" * 32
+    await asyncio.gather(*(_store(w, sms_id=sms_id) for _ in range(7)), _store(w))
+    await _store(w, sms_id=sms_id)
+    assert await db.scalar("SELECT deliveries FROM inbound_messages WHERE sms_id = :s", s=sms_id) == 8
+    assert await db.scalar("SELECT count(*) FROM inbound_messages") == 2
+
+
+async def test_a_row_the_database_refuses_does_not_fail_its_neighbours(
+    writer: tuple[GroupWriter, Service],
+) -> None:
+    w, db = writer
+    bad = w.quarantine(
+        raw_body=b"x",
+        content_type=None,
+        client_ip="127.0.0.1",
+        reason=None,  # type: ignore[arg-type]
+        received_at=utcnow(),
+    )
+    results = await asyncio.gather(_store(w), bad, _store(w), return_exceptions=True)
+    assert results[0] is None and results[2] is None
+    assert isinstance(results[1], IntegrityError)
+    assert await db.scalar("SELECT count(*) FROM inbound_messages") == 2
+
+
+async def test_stopped_writer_refuses_with_database_unavailable(writer: tuple[GroupWriter, Service]) -> None:
+    w, _ = writer
+    await w.stop()
+    with pytest.raises(DatabaseUnavailable):
+        await _store(w)
