@@ -55,7 +55,7 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
                 raise SettingsError(f"{PREFIX}{name.upper()}: expected a positive integer")
         if not self.database_url.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
             raise SettingsError(
-                f"{PREFIX}DATABASE_URL: {self.database_url!r} is not supported; use "
+                f"{PREFIX}DATABASE_URL: {_hide_password(self.database_url)!r} is not supported; use "
                 "sqlite+aiosqlite:///path/to.db or postgresql+asyncpg://user@host/db"
             )
 
@@ -64,6 +64,8 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         parts = []
         for name in self.__struct_fields__:
             value = getattr(self, name)
+            if name == "database_url":
+                value = _hide_password(value)
             parts.append(f"{name}={'***' if name in _SECRETS and value else repr(value)}")
         return f"Settings({', '.join(parts)})"
 
@@ -78,6 +80,14 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
+
+
+def _hide_password(url: str) -> str:
+    scheme, sep, rest = url.partition("://")
+    credentials, at, host = rest.rpartition("@")
+    if not sep or not at or ":" not in credentials:
+        return url
+    return f"{scheme}://{credentials.split(':', 1)[0]}:***@{host}"
 
 
 _SECRETS = frozenset({"mobitex_password", "api_token"})
@@ -120,6 +130,8 @@ def load_settings(environ: Mapping[str, str] | None = None, env_file: Path | Non
             raw[name] = [v.strip() for v in value.split(",") if v.strip()]
         elif value == "" and name in _SECRETS | {"mobitex_user", "mobitex_from"}:
             raw[name] = None
+        elif name in ("log_level", "sqlite_synchronous"):
+            raw[name] = value.upper()
         else:
             raw[name] = value
     try:

@@ -190,3 +190,12 @@ async def test_openapi_schema_describes_the_api(service: Service) -> None:
         assert path in paths, path
     params = {p["name"] for p in paths["/api/inbound"]["get"]["parameters"]}
     assert {"sender", "number", "status", "since", "limit", "cursor"} <= params
+
+
+async def test_repair_with_an_unknown_field_name_is_refused(service: Service) -> None:
+    async with httpx.AsyncClient() as client:
+        await client.post(service.mo_url, data={"garbage": "1"})
+    qid = (await service.api.get("/api/quarantine")).json()["items"][0]["id"]
+    resp = await service.api.post(f"/api/quarantine/{qid}/reingest", json={"fields": {"sms-id": "x"}})
+    assert resp.status_code == 400
+    assert "sms-id" in resp.json()["detail"]

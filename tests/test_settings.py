@@ -69,3 +69,13 @@ def test_secrets_never_appear_in_repr() -> None:
 
 def test_settings_struct_forbids_unknown_fields() -> None:
     assert Settings.__struct_config__.forbid_unknown_fields
+
+
+def test_database_password_is_hidden_in_repr() -> None:
+    s = load_settings({"SMSFLOWS_DATABASE_URL": "postgresql+asyncpg://app:s3cret@db.local/sms"}, None)
+    assert "s3cret" not in repr(s)
+    assert "app:***@db.local" in repr(s)
+
+
+def test_log_level_is_case_insensitive() -> None:
+    assert load_settings({"SMSFLOWS_LOG_LEVEL": "debug"}, None).log_level == "DEBUG"

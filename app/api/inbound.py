@@ -9,7 +9,7 @@ from litestar import Controller, get, post
 from litestar.di import NamedDependency
 from litestar.exceptions import ClientException, NotFoundException
 from litestar.params import FromPath, JSONBody, QueryParameter
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.api.auth import require_token
@@ -17,7 +17,7 @@ from app.api.schemas import InboundOut, InboundPage, QuarantineOut, QuarantinePa
 from app.db.models import INBOUND_STATUSES, QUARANTINE_STATUSES, InboundMessage, QuarantinedRequest, utcnow
 from app.errors import InvalidMessage
 from app.ingest.writer import message_row, upsert_statement
-from app.mobitex.mo_form import decode_body, normalise_number, parse_mo
+from app.mobitex.mo_form import FIELDS, decode_body, normalise_number, parse_mo
 from app.settings import Settings
 
 Limit = Annotated[int, QueryParameter(ge=1, le=1000, description="page size")]
@@ -115,6 +115,11 @@ class InboundController(Controller):
         except InvalidMessage:
             fields, charset = {}, "repaired"
         if data is not None:
+            unknown = sorted(set(data.fields) - set(FIELDS))
+            if unknown:
+                raise ClientException(
+                    f"unknown field(s) {', '.join(unknown)}; MO fields are {', '.join(FIELDS)}"
+                )
             fields.update(data.fields)
         try:
             msg = parse_mo(fields, settings.mo_max_text)
@@ -127,8 +132,8 @@ class InboundController(Controller):
             client_ip=held.client_ip,
             received_at=held.received_at,
         )
+        await _resolve(db_session, held, "reingested", msg.sms_id)
         await db_session.execute(upsert_statement(db_session.get_bind().dialect.name), [row])
-        held.status, held.sms_id, held.resolved_at = "reingested", msg.sms_id, utcnow()
         await db_session.commit()
         stored = await db_session.scalar(select(InboundMessage).where(InboundMessage.sms_id == msg.sms_id))
         assert stored is not None
@@ -137,9 +142,23 @@ class InboundController(Controller):
     @post("/quarantine/{qid:int}/discard", status_code=200, summary="Mark a quarantined request as handled")
     async def discard(self, db_session: NamedDependency[AsyncSession], qid: FromPath[int]) -> QuarantineOut:
         held = await _held(db_session, qid)
-        held.status, held.resolved_at = "discarded", utcnow()
+        await _resolve(db_session, held, "discarded", None)
         await db_session.commit()
+        await db_session.refresh(held)
         return QuarantineOut.of(held)
+
+
+async def _resolve(session: AsyncSession, held: QuarantinedRequest, status: str, sms_id: str | None) -> None:
+    """Move a held request on, but only if nobody else did meanwhile (SQLite has no row locks)."""
+    result = await session.execute(
+        update(QuarantinedRequest)
+        .where(QuarantinedRequest.id == held.id, QuarantinedRequest.status == "held")
+        .values(status=status, sms_id=sms_id, resolved_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        await session.rollback()
+        raise ClientException(f"quarantined request {held.id} was resolved meanwhile", status_code=409)
 
 
 async def _held(session: AsyncSession, qid: FromPath[int]) -> QuarantinedRequest:

@@ -55,8 +55,9 @@ def mo_webhook(settings: Settings) -> HTTPRouteHandler:
         peer = request.client.host if request.client else None
         client = client_address(peer, request.headers.get("x-forwarded-for"), proxies)
         if not is_allowed(client, allowed):
-            log.warning("MO request refused: %s (peer %s) is not in the allowlist", client, peer)
-            return _text(403, f"Forbidden: {client} is not an allowed Mobitex address")
+            shown = client or "an unreadable address"
+            log.warning("MO request refused: %s (peer %s) is not in the allowlist", shown, peer)
+            return _text(403, f"Forbidden: {shown} is not an allowed Mobitex address")
         assert client is not None
         writer: GroupWriter = request.app.state.writer
         received_at = utcnow()

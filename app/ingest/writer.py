@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 from sqlalchemy import Table, insert
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.db.models import InboundMessage, QuarantinedRequest
@@ -119,9 +119,11 @@ class GroupWriter:
             for job in batch:
                 try:
                     await self._write([job])
-                except SQLAlchemyError as exc:
+                except (IntegrityError, DataError) as exc:
                     log.error("request refused by the database: %s", exc)
                     _fail([job], exc)
+                except (DBAPIError, OSError) as exc:
+                    _fail([job], DatabaseUnavailable(f"database unavailable: {exc.__class__.__name__}"))
                 else:
                     job.done.set_result(None)
             return
