@@ -21,3 +21,11 @@ class InvalidMessage(SmsflowsError):
 
 class MigrationsPending(SmsflowsError):
     """The database schema is older than this version of smsflows."""
+
+
+class FlowFileError(SmsflowsError):
+    """A flow file is invalid; the message names the file, the field path and what is expected."""
+
+
+class FlowError(SmsflowsError):
+    """A flow could not act on a message; the message is kept as ``failed`` and can be replayed."""

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import signal
 from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from litestar import Litestar
 from litestar.datastructures import State
@@ -18,6 +21,7 @@ from app.api.inbound import InboundController
 from app.db.engine import create_engine, session_factory
 from app.db.migrate import is_current, upgrade
 from app.errors import MigrationsPending
+from app.flows.live import LiveFlows
 from app.ingest.webhook import mo_webhook
 from app.ingest.writer import GroupWriter
 from app.settings import Settings, load_settings
@@ -41,6 +45,13 @@ def _engine(state: State) -> AsyncEngine:
     return engine
 
 
+def _reload_on_sighup(flows: LiveFlows) -> None:
+    try:
+        asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, flows.reload)
+    except (NotImplementedError, RuntimeError, ValueError):  # not the main thread, or no signals here
+        log.debug("SIGHUP reload not available in this process; use POST /api/flows/reload")
+
+
 def create_app(settings: Settings) -> Litestar:
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -52,9 +63,12 @@ def create_app(settings: Settings) -> Litestar:
                 raise MigrationsPending(
                     "the PostgreSQL schema is not up to date: run `smsflows db upgrade` first"
                 )
-            writer = GroupWriter(engine, settings.writer_batch_max)
+            flows = LiveFlows(Path(settings.flows_dir))
+            log.info("%d flow(s) loaded from %s", len(flows.current.flows), settings.flows_dir)
+            writer = GroupWriter(engine, settings.writer_batch_max, flows=lambda: flows.current)
             await writer.start()
-            app.state.engine, app.state.writer = engine, writer
+            app.state.engine, app.state.writer, app.state.flows = engine, writer, flows
+            _reload_on_sighup(flows)
             app.state.sessions = session_factory(engine)
             log.info("MO webhook listening on %s", settings.mo_path)
             try:

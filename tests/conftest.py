@@ -7,6 +7,7 @@ import os
 import secrets
 import socket
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,7 @@ from app.settings import Settings, load_settings
 
 PG_URL = os.environ.get("SMSFLOWS_TEST_PG_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
 API_TOKEN = "test-token"
-TABLES = ("inbound_messages", "quarantine")
+NO_FLOWS = Path(__file__).parent / "no-flows-here"  # a folder that does not exist: no flows
 
 
 def _pg_dsn(url: str) -> str:
@@ -73,7 +74,15 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     async def truncate() -> None:
         engine = create_engine(load_settings({"SMSFLOWS_DATABASE_URL": url}, None))
         async with engine.begin() as conn:
-            await conn.execute(text(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY"))
+            tables = (
+                await conn.execute(
+                    text(
+                        "SELECT tablename FROM pg_tables WHERE schemaname = current_schema() "
+                        "AND tablename <> 'alembic_version'"
+                    )
+                )
+            ).scalars()
+            await conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY"))
         await engine.dispose()
 
     asyncio.run(truncate())
@@ -86,6 +95,7 @@ def make_settings(database_url: str, **overrides: str) -> Settings:
         "SMSFLOWS_MO_ALLOWED_IPS": "127.0.0.1",
         "SMSFLOWS_API_TOKEN": API_TOKEN,
         "SMSFLOWS_LOG_LEVEL": "WARNING",
+        "SMSFLOWS_FLOWS_DIR": str(NO_FLOWS),
     }
     env.update({f"SMSFLOWS_{k.upper()}": v for k, v in overrides.items()})
     return load_settings(env, None)
@@ -133,17 +143,25 @@ async def start_service(settings: Settings) -> tuple[uvicorn.Server, asyncio.Tas
     return server, task, f"http://127.0.0.1:{port}"
 
 
-@pytest.fixture
-async def service(database_url: str) -> AsyncIterator[Service]:
-    settings = make_settings(database_url)
+@asynccontextmanager
+async def running(settings: Settings) -> AsyncIterator[Service]:
+    """The service on a loopback port for the duration of the block."""
     server, task, base_url = await start_service(settings)
     engine = create_engine(settings)
     headers = {"Authorization": f"Bearer {API_TOKEN}"}
-    async with httpx.AsyncClient(base_url=base_url, headers=headers, timeout=30) as api:
-        yield Service(settings, base_url, engine, api)
-    server.should_exit = True
-    await task
-    await engine.dispose()
+    try:
+        async with httpx.AsyncClient(base_url=base_url, headers=headers, timeout=30) as api:
+            yield Service(settings, base_url, engine, api)
+    finally:
+        server.should_exit = True
+        await task
+        await engine.dispose()
+
+
+@pytest.fixture
+async def service(database_url: str) -> AsyncIterator[Service]:
+    async with running(make_settings(database_url)) as svc:
+        yield svc
 
 
 def new_sms_id() -> str:
@@ -162,4 +180,21 @@ def mo_form(**fields: str) -> dict[str, str]:
         "ext_id": "",
     }
     form.update(fields)
+    return form
+
+
+def write_flows(directory: Path, **files: str) -> Path:
+    """Write flow files (name → TOML text) into a folder and return it."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, body in files.items():
+        (directory / f"{name}.toml").write_text(body, encoding="utf-8")
+    return directory
+
+
+async def send_mo(service: Service, **fields: str) -> dict[str, str]:
+    """POST one MO as Mobitex would; returns the form that was sent."""
+    form = mo_form(**fields)
+    async with httpx.AsyncClient() as client:
+        resp = await client.post(service.mo_url, data=form)
+    assert resp.status_code == 200, resp.text
     return form

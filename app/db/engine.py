@@ -38,6 +38,13 @@ def create_engine(settings: Settings, **kwargs: Any) -> AsyncEngine:
             cur.execute("PRAGMA busy_timeout=10000")
             cur.execute("PRAGMA foreign_keys=ON")
             cur.close()
+            # Let SQLAlchemy, not the sqlite3 module, issue BEGIN: otherwise SAVEPOINTs (one per
+            # message in the flow engine) do not work.
+            dbapi_conn.isolation_level = None
+
+        @event.listens_for(engine.sync_engine, "begin")
+        def _begin(conn: Any) -> None:
+            conn.exec_driver_sql("BEGIN")
 
         return engine
     kwargs.setdefault("pool_pre_ping", True)

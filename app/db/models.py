@@ -22,6 +22,7 @@ from sqlalchemy.types import TypeDecorator
 
 INBOUND_STATUSES = ("received", "processed", "failed", "ignored")
 QUARANTINE_STATUSES = ("held", "reingested", "discarded")
+OUTBOX_STATUSES = ("queued", "sending", "sent", "failed", "dry-run")
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -82,6 +83,8 @@ class InboundMessage(Base):
     deliveries: Mapped[int] = mapped_column(Integer, default=1)
     status: Mapped[str] = mapped_column(String(16), default="received")
     error: Mapped[str | None] = mapped_column(Text)
+    flow_id: Mapped[str | None] = mapped_column(String(64), doc="the flow that acted on it")
+    processed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class QuarantinedRequest(Base):
@@ -102,3 +105,61 @@ class QuarantinedRequest(Base):
     status: Mapped[str] = mapped_column(String(16), default="held")
     sms_id: Mapped[str | None] = mapped_column(String(64), doc="the message it became once re-ingested")
     resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class Contact(Base):
+    """Every phone we heard from; ``opted_out_at`` is the global STOP."""
+
+    __tablename__ = "contacts"
+
+    phone: Mapped[str] = mapped_column(String(20), primary_key=True)
+    first_seen: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_seen: Mapped[datetime] = mapped_column(UTCDateTime)
+    messages: Mapped[int] = mapped_column(Integer, default=0)
+    opted_out_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class OutboxMessage(Base):
+    """A message to send; written in the same transaction as the decision that caused it."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (
+        CheckConstraint(f"status IN {OUTBOX_STATUSES!r}", name="ck_outbox_status"),
+        Index("ix_outbox_status", "status", "id"),
+        Index("ix_outbox_inbound", "inbound_id"),
+        Index("ix_outbox_to", "to_number", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    ext_id: Mapped[str] = mapped_column(String(32), unique=True, doc="our id, echoed back in MO ext_id")
+    to_number: Mapped[str] = mapped_column(String(20))
+    from_number: Mapped[str | None] = mapped_column(String(20), doc="the number the MO came in on")
+    text: Mapped[str] = mapped_column(Text)
+    encoding: Mapped[str] = mapped_column(String(8))
+    parts: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16), default="queued")
+    flow_id: Mapped[str | None] = mapped_column(String(64))
+    flow_hash: Mapped[str | None] = mapped_column(String(16))
+    inbound_id: Mapped[int | None] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class FlowEvent(Base):
+    """Append-only log of every flow decision: enough to rebuild any result from scratch."""
+
+    __tablename__ = "flow_events"
+    __table_args__ = (
+        Index("ix_events_flow", "flow_id", "id"),
+        Index("ix_events_inbound", "inbound_id"),
+        Index("ix_events_sender", "sender", "flow_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    inbound_id: Mapped[int | None] = mapped_column(BigInteger)
+    sender: Mapped[str] = mapped_column(String(20))
+    flow_id: Mapped[str | None] = mapped_column(String(64))
+    flow_hash: Mapped[str | None] = mapped_column(String(16))
+    outcome: Mapped[str] = mapped_column(String(32))
+    detail: Mapped[str | None] = mapped_column(Text, doc="JSON: what the flow decided and why")
+    reply_id: Mapped[int | None] = mapped_column(BigInteger, doc="the outbox message it queued")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -1,4 +1,4 @@
-"""The group-commit writer: the one task that writes MO messages to the database.
+"""The group-commit writer: the one task that writes MO messages (and runs flows on them).
 
 Webhook requests hand their row to the writer and wait. While one transaction commits, the
 requests that arrive meanwhile queue up; the next transaction takes all of them at once. Each
@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
@@ -24,6 +24,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.db.models import InboundMessage, QuarantinedRequest
 from app.errors import DatabaseUnavailable
+from app.flows.engine import process_new
+from app.flows.loader import FlowSet
 from app.mobitex.mo_form import MoMessage
 
 log = logging.getLogger("smsflows.ingest")
@@ -42,8 +44,11 @@ class _Job:
 class GroupWriter:
     """Owns all MO writes; start() it in the app's lifespan and stop() it on shutdown."""
 
-    def __init__(self, engine: AsyncEngine, batch_max: int = 512) -> None:
+    def __init__(
+        self, engine: AsyncEngine, batch_max: int = 512, flows: Callable[[], FlowSet] | None = None
+    ) -> None:
         self._engine = engine
+        self._flows = flows
         self._batch_max = batch_max
         self._queue: asyncio.Queue[_Job] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
@@ -145,6 +150,11 @@ class GroupWriter:
                 await conn.execute(upsert_statement(self._engine.dialect.name), messages)
             if quarantined:
                 await conn.execute(insert(QUARANTINE), quarantined)
+            if messages and self._flows is not None:
+                # Flows act in this same transaction: a vote and its reply exist exactly when
+                # the message does, and a redelivered message (no longer "received") is skipped.
+                flows = self._flows()
+                await conn.run_sync(process_new, flows, [m["sms_id"] for m in messages])
 
 
 def message_row(

@@ -172,28 +172,35 @@ def _count_parts(units: list[int], per_part: int) -> int:
 
 
 def _too_long_message(text: str, measured: SmsEncoding, max_parts: int) -> str:
-    """Say how long the text is, why, and what would make it fit."""
+    """Say how long the text is, in which encoding, and what would make it fit."""
     if measured.encoding == "gsm7":
         unit, limit = "GSM-7 characters", GSM7_SINGLE if max_parts == 1 else GSM7_PART * max_parts
     else:
         unit, limit = "UCS-2 units", UCS2_SINGLE if max_parts == 1 else UCS2_PART * max_parts
-    plural = "part" if max_parts == 1 else "parts"
     message = (
-        f"The message is {measured.length} {unit} long ({measured.encoding}, {measured.parts} parts "
-        f"of up to {measured.per_part}); at most {max_parts} {plural} are allowed "
-        f"(about {limit} {unit}). Shorten it"
+        f"The message is {measured.length} {unit} long ({measured.encoding}, {_parts(measured.parts)} "
+        f"of up to {measured.per_part}), but at most {_parts(max_parts)} (up to {limit} {unit}) "
+        "can be sent. Shorten it"
     )
     if measured.encoding == "gsm7":
         return message + "."
     plain = transliterate(text)
-    if is_gsm7(plain):
-        after = measure(plain)
+    blockers = "".join(dict.fromkeys(ch for ch in plain if not is_gsm7(ch)))
+    if blockers:
+        polish = " and transliterate the Polish letters" if plain != text else ""
         return (
-            f"{message}, or transliterate the Polish letters (ą→a, ł→l, ...) to stay in GSM-7, "
-            f"where it would be {after.length} characters in {after.parts} part(s)."
+            f"{message}, or replace the characters that force UCS-2 ({blockers[:10]}){polish} "
+            f"to stay in GSM-7, where a part holds {GSM7_PART} characters."
         )
-    blockers = "".join(dict.fromkeys(ch for ch in plain if not is_gsm7(ch)))[:10]
-    return (
-        f"{message}, or transliterate the Polish letters and remove the characters that force UCS-2 "
-        f"({blockers}) to stay in GSM-7, where a part holds {GSM7_PART} characters."
-    )
+    after = measure(plain)
+    if after.parts <= max_parts:
+        return (
+            f"{message}, or transliterate the Polish letters (ą→a, ł→l, ...) to stay in GSM-7: "
+            f"it would then be {after.length} characters in {_parts(after.parts)}."
+        )
+    return f"{message}: even with Polish letters transliterated to GSM-7 it would take {_parts(after.parts)}."
+
+
+def _parts(count: int) -> str:
+    """``1 part``, ``2 parts``: the message reads as a sentence."""
+    return f"{count} part" if count == 1 else f"{count} parts"

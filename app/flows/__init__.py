@@ -1,0 +1,1 @@
+"""Flows: campaign files in ``flows/`` that inbound messages are matched against."""

@@ -1,0 +1,146 @@
+"""What every flow kind shares: the common fields of a flow file, the context a kind acts in, and
+the outcome it returns. A kind is a Struct subclass of ``Flow`` with a ``handle`` method;
+registering it in ``app/flows/kinds/__init__.py`` is all it takes to plug a new kind in.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Annotated, Any, ClassVar
+from zoneinfo import ZoneInfo
+
+import msgspec
+from sqlalchemy import Connection
+
+WARSAW = ZoneInfo("Europe/Warsaw")
+FlowId = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
+
+
+@dataclass(slots=True, frozen=True)
+class Inbound:
+    """The stored MO message a flow acts on."""
+
+    id: int
+    sms_id: str
+    number: str
+    sender: str
+    text: str
+    time: int
+    ext_id: str | None
+
+    @property
+    def sent_at(self) -> datetime:
+        """When Mobitex received it: the moment time windows are judged by."""
+        return datetime.fromtimestamp(self.time, UTC)
+
+
+@dataclass(slots=True)
+class Context:
+    """One message meeting one flow, inside the transaction that stores the message."""
+
+    conn: Connection
+    msg: Inbound
+    flow_hash: str
+    words: list[str]  # folded words of the text; words[0] is the keyword when one matched
+    keyword: str | None
+    now: datetime
+    conversation: Any = None  # the active conversation row, for conversational kinds
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def args(self) -> list[str]:
+        """The folded words after the keyword."""
+        return self.words[1:] if self.keyword is not None else self.words
+
+
+class Outcome(msgspec.Struct, frozen=True):
+    """A flow's decision: recorded in the event log, and ``reply`` names the template to send."""
+
+    name: str
+    reply: str | None = None
+    variables: dict[str, Any] = {}
+    status: str = "processed"
+
+
+class Flow(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, tag_field="kind"):
+    """Fields common to every flow file (see docs/flows.md)."""
+
+    id: FlowId
+    name: str = ""
+    numbers: list[str] = []
+    keywords: list[str] = []
+    starts: datetime | None = None
+    ends: datetime | None = None
+    typo_tolerance: bool = False
+    transliterate: bool = False
+    max_parts: Annotated[int, msgspec.Meta(ge=1, le=3)] = 2
+    enabled: bool = True
+
+    # Kinds that hold a multi-message conversation set this; the engine then routes a phone's
+    # next message to its open conversation before keyword matching.
+    conversational: ClassVar[bool] = False
+    # Kinds whose keywords win even inside a conversation (STOP must always work).
+    interrupts: ClassVar[bool] = False
+    # Kinds that answer unmatched messages instead of matching keywords.
+    is_fallback: ClassVar[bool] = False
+
+    def __post_init__(self) -> None:
+        if self.starts and self.ends and self.window()[0] >= self.window()[1]:
+            raise ValueError("ends: must be later than starts")
+        if not self.keywords and not self.is_fallback and self.needs_keywords():
+            raise ValueError('keywords: at least one keyword is needed, e.g. keywords = ["GLOS"]')
+
+    def needs_keywords(self) -> bool:
+        return True
+
+    def window(self) -> tuple[datetime, datetime]:
+        """The time window in UTC; a time without an offset is Warsaw time."""
+        lo = _aware(self.starts) if self.starts else datetime.min.replace(tzinfo=UTC)
+        hi = _aware(self.ends) if self.ends else datetime.max.replace(tzinfo=UTC)
+        return lo, hi
+
+    def is_open(self, at: datetime) -> bool:
+        lo, hi = self.window()
+        return lo <= at < hi
+
+    def reply_templates(self) -> dict[str, str | None]:
+        """Reply name → template source, from the kind's ``[replies]`` table."""
+        section = getattr(self, "replies", None)
+        if section is None:
+            return {}
+        return {f: getattr(section, f) for f in section.__struct_fields__}
+
+    def sample(self) -> dict[str, Any]:
+        """Template variables with sample values, for ``flows check``; kinds add their own."""
+        return {}
+
+    def handle(self, ctx: Context) -> Outcome:
+        raise NotImplementedError
+
+    def closed(self, ctx: Context) -> Outcome:
+        """A keyword of this flow outside its window."""
+        lo, hi = self.window()
+        return Outcome(
+            "closed",
+            reply="closed",
+            variables={"opens": _show(lo), "closes": _show(hi), "not_yet": ctx.msg.sent_at < lo},
+        )
+
+    def yields_to_keyword(self, conn: Connection, conversation: Any, now: datetime) -> bool:
+        """Inside this flow's conversation, a keyword of another flow arrived: let it through?"""
+        return True
+
+    def results(self, conn: Connection) -> dict[str, Any]:
+        """The flow's results for the API and the CLI."""
+        return {}
+
+
+def _aware(value: datetime) -> datetime:
+    return (value if value.tzinfo else value.replace(tzinfo=WARSAW)).astimezone(UTC)
+
+
+def _show(value: datetime) -> str:
+    if value.year in (1, 9999):
+        return ""
+    return value.astimezone(WARSAW).strftime("%Y-%m-%d %H:%M")

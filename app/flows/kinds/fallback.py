@@ -1,0 +1,60 @@
+"""``fallback``: the answer for messages no flow matched on a number, rate-limited per phone so
+that two auto-replying phones cannot keep each other (and our bill) going for ever."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Annotated, Any
+
+import msgspec
+from sqlalchemy import Connection, func, select
+
+from app.db.models import FlowEvent
+from app.flows.kinds.base import Context, Flow, Outcome
+
+
+class FallbackSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    min_interval_minutes: Annotated[int, msgspec.Meta(ge=0)] = 60
+
+
+class FallbackReplies(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    reply: str
+
+
+class FallbackFlow(Flow, frozen=True, kw_only=True, tag="fallback"):
+    fallback: FallbackSpec = FallbackSpec()
+    replies: FallbackReplies
+
+    is_fallback = True
+
+    def needs_keywords(self) -> bool:
+        return False
+
+    def __post_init__(self) -> None:
+        if self.keywords:
+            raise ValueError("keywords: a fallback answers unmatched messages and takes no keywords")
+        super().__post_init__()
+
+    def handle(self, ctx: Context) -> Outcome:
+        since = ctx.now - timedelta(minutes=self.fallback.min_interval_minutes)
+        recent = ctx.conn.scalar(
+            select(func.count())
+            .select_from(FlowEvent)
+            .where(
+                FlowEvent.sender == ctx.msg.sender,
+                FlowEvent.flow_id == self.id,
+                FlowEvent.outcome == "replied",
+                FlowEvent.created_at >= since,
+            )
+        )
+        if recent:
+            return Outcome("suppressed", variables={"reason": "replied to this phone recently"})
+        return Outcome("replied", reply="reply")
+
+    def results(self, conn: Connection) -> dict[str, Any]:
+        rows = conn.execute(
+            select(FlowEvent.outcome, func.count())
+            .where(FlowEvent.flow_id == self.id)
+            .group_by(FlowEvent.outcome)
+        ).all()
+        return {"outcomes": {outcome: count for outcome, count in rows}}

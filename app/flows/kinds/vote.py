@@ -1,0 +1,134 @@
+"""``vote``: options with aliases, N votes per phone, repeats rejected or replacing the vote.
+
+Exactness does not rest on reads: a vote is the ``seq``-th of its phone, and the unique key
+(flow, phone, seq) with seq <= per_sender makes an extra vote impossible, whatever arrives at once.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+import msgspec
+from sqlalchemy import Connection, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from app.db.campaign_models import Vote
+from app.flows.kinds.base import Context, Flow, Outcome
+from app.flows.matching import fold
+
+
+class VoteSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    options: dict[str, list[str]]
+    labels: dict[str, str] = {}
+    per_sender: Annotated[int, msgspec.Meta(ge=1)] = 1
+    on_repeat: Literal["reject", "replace"] = "reject"
+
+    def __post_init__(self) -> None:
+        if len(self.options) < 2:
+            raise ValueError(
+                'options: a vote needs at least two options, e.g. { A = ["ANNA"], B = ["BARTEK"] }'
+            )
+        owner: dict[str, str] = {}
+        for option, aliases in self.options.items():
+            for alias in [option, *aliases]:
+                key = fold(alias)
+                if not key:
+                    raise ValueError(f"options.{option}: alias {alias!r} has no letters or digits")
+                if owner.get(key, option) != option:
+                    raise ValueError(
+                        f"options.{option}: alias {alias!r} is already used by option {owner[key]}"
+                    )
+                owner[key] = option
+        for option in self.labels:
+            if option not in self.options:
+                raise ValueError(f"labels.{option}: no such option (options are {', '.join(self.options)})")
+        if self.on_repeat == "replace" and self.per_sender != 1:
+            raise ValueError('on_repeat: "replace" works with per_sender = 1 only')
+
+    def aliases(self) -> dict[str, str]:
+        return {fold(a): option for option, aliases in self.options.items() for a in [option, *aliases]}
+
+
+class VoteReplies(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    accepted: str | None = None
+    replaced: str | None = None
+    invalid: str | None = None
+    repeat: str | None = None
+    closed: str | None = None
+
+
+class VoteFlow(Flow, frozen=True, kw_only=True, tag="vote"):
+    vote: VoteSpec
+    replies: VoteReplies = VoteReplies()
+
+    def handle(self, ctx: Context) -> Outcome:
+        choice = self.vote.aliases().get(ctx.args[0]) if ctx.args else None
+        if choice is None:
+            return Outcome("invalid", reply="invalid", variables=self._vars(None))
+        mine = ctx.conn.execute(
+            select(Vote.id, Vote.option)
+            .where(Vote.flow_id == self.id, Vote.sender == ctx.msg.sender)
+            .order_by(Vote.seq)
+        ).all()
+        if len(mine) < self.vote.per_sender:
+            try:
+                with ctx.conn.begin_nested():
+                    ctx.conn.execute(insert(Vote), [self._row(ctx, choice, seq=len(mine) + 1)])
+            except IntegrityError:  # another process took this seq a moment ago
+                return Outcome("repeat", reply="repeat", variables=self._vars(choice, len(mine)))
+            return Outcome("accepted", reply="accepted", variables=self._vars(choice, len(mine) + 1))
+        if self.vote.on_repeat == "replace":
+            previous = mine[0].option
+            ctx.conn.execute(
+                update(Vote)
+                .where(Vote.id == mine[0].id)
+                .values(
+                    option=choice,
+                    inbound_id=ctx.msg.id,
+                    created_at=ctx.now,
+                    message_time=ctx.msg.time,
+                    flow_hash=ctx.flow_hash,
+                )
+            )
+            reply = "replaced" if self.replies.replaced is not None else "accepted"
+            return Outcome("replaced", reply=reply, variables={**self._vars(choice, 1), "previous": previous})
+        return Outcome("repeat", reply="repeat", variables=self._vars(mine[-1].option, len(mine)))
+
+    def _row(self, ctx: Context, option: str, seq: int) -> dict[str, Any]:
+        return {
+            "flow_id": self.id,
+            "flow_hash": ctx.flow_hash,
+            "sender": ctx.msg.sender,
+            "seq": seq,
+            "option": option,
+            "inbound_id": ctx.msg.id,
+            "created_at": ctx.now,
+            "message_time": ctx.msg.time,
+        }
+
+    def _vars(self, option: str | None, votes: int = 0) -> dict[str, Any]:
+        return {
+            "option": option or "",
+            "label": self.vote.labels.get(option, option) if option else "",
+            "votes": votes,
+            "per_sender": self.vote.per_sender,
+            "votes_left": max(self.vote.per_sender - votes, 0),
+            "options": ", ".join(self.vote.options),
+        }
+
+    def sample(self) -> dict[str, Any]:
+        first = next(iter(self.vote.options))
+        return {**self._vars(first, 1), "previous": first}
+
+    def results(self, conn: Connection) -> dict[str, Any]:
+        counts = dict(
+            conn.execute(
+                select(Vote.option, func.count()).where(Vote.flow_id == self.id).group_by(Vote.option)
+            ).all()
+        )
+        tally = [
+            {"option": o, "label": self.vote.labels.get(o, o), "votes": int(counts.get(o, 0))}
+            for o in self.vote.options
+        ]
+        voters = conn.scalar(select(func.count(func.distinct(Vote.sender))).where(Vote.flow_id == self.id))
+        return {"tally": tally, "total": sum(t["votes"] for t in tally), "voters": int(voters or 0)}

@@ -1,0 +1,33 @@
+"""The running flow set: swapped whole on reload, never replaced by a broken one."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from pathlib import Path
+
+from app.db.models import utcnow
+from app.errors import FlowFileError
+from app.flows.loader import FlowSet, load_dir
+
+log = logging.getLogger("smsflows.flows")
+
+
+class LiveFlows:
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.current: FlowSet = load_dir(directory)  # at start-up a broken file stops the service
+        self.loaded_at: datetime = utcnow()
+        self.last_error: str | None = None
+
+    def reload(self) -> str | None:
+        """Load the folder again; on error keep the running set and return the error."""
+        try:
+            fresh = load_dir(self.directory)
+        except FlowFileError as exc:
+            self.last_error = str(exc)
+            log.error("flows not reloaded, the running set stays:\n%s", exc)
+            return self.last_error
+        self.current, self.loaded_at, self.last_error = fresh, utcnow(), None
+        log.info("flows reloaded: %d flow(s) from %s", len(fresh.flows), self.directory)
+        return None
