@@ -29,3 +29,24 @@ class FlowFileError(SmsflowsError):
 
 class FlowError(SmsflowsError):
     """A flow could not act on a message; the message is kept as ``failed`` and can be replayed."""
+
+
+class GatewayError(SmsflowsError):
+    """Mobitex did not take a request; ``status`` and ``meaning`` say why when Mobitex said it.
+
+    ``status`` is the three-digit code of the answer (``"001"``, ``"202"``...), or None when no
+    answer was read (network error, timeout, HTTP error, unreadable body).
+    """
+
+    def __init__(self, message: str, *, status: str | None = None, meaning: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.meaning = meaning
+
+
+class PermanentGatewayError(GatewayError):
+    """Sending the same request again fails the same way: fix the account, sender, number or text."""
+
+
+class TransientGatewayError(GatewayError):
+    """Mobitex could not be reached or failed on its side; the same request may succeed later."""

@@ -16,9 +16,11 @@ from litestar.openapi.config import OpenAPIConfig
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app import __version__
+from app.api.flows import FlowsController
 from app.api.health import health, ready
 from app.api.inbound import InboundController
-from app.db.engine import create_engine, session_factory
+from app.api.outbox import OutboxController
+from app.db.engine import create_engine, create_sqlite_writer_engine, session_factory
 from app.db.migrate import is_current, upgrade
 from app.errors import MigrationsPending
 from app.flows.live import LiveFlows
@@ -65,7 +67,10 @@ def create_app(settings: Settings) -> Litestar:
                 )
             flows = LiveFlows(Path(settings.flows_dir))
             log.info("%d flow(s) loaded from %s", len(flows.current.flows), settings.flows_dir)
-            writer = GroupWriter(engine, settings.writer_batch_max, flows=lambda: flows.current)
+            writer_engine = create_sqlite_writer_engine(settings) if settings.is_sqlite else None
+            writer = GroupWriter(
+                engine, settings.writer_batch_max, flows=lambda: flows.current, sync_engine=writer_engine
+            )
             await writer.start()
             app.state.engine, app.state.writer, app.state.flows = engine, writer, flows
             _reload_on_sighup(flows)
@@ -75,11 +80,20 @@ def create_app(settings: Settings) -> Litestar:
                 yield
             finally:
                 await writer.stop()
+                if writer_engine is not None:
+                    writer_engine.dispose()
         finally:
             await engine.dispose()
 
     return Litestar(
-        route_handlers=[mo_webhook(settings), health, ready, InboundController],
+        route_handlers=[
+            mo_webhook(settings),
+            health,
+            ready,
+            InboundController,
+            FlowsController,
+            OutboxController,
+        ],
         dependencies={
             "db_session": Provide(_db_session),
             "settings": Provide(_settings, sync_to_thread=False),

@@ -38,7 +38,7 @@ async def test_valid_message_is_stored_with_every_field(service: Service) -> Non
         1764540000,
         "a" * 32,
         1,
-        "received",
+        "ignored",  # no flows are loaded: stored, and nothing acted on it
         "127.0.0.1",
         "utf-8",
     )

@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from litestar import Controller, get, post
+from litestar import Controller, Request, get, post
+from litestar.datastructures import State
 from litestar.di import NamedDependency
 from litestar.exceptions import ClientException, NotFoundException
 from litestar.params import FromPath, JSONBody, QueryParameter
@@ -16,6 +17,8 @@ from app.api.auth import require_token
 from app.api.schemas import InboundOut, InboundPage, QuarantineOut, QuarantinePage, Repair
 from app.db.models import INBOUND_STATUSES, QUARANTINE_STATUSES, InboundMessage, QuarantinedRequest, utcnow
 from app.errors import InvalidMessage
+from app.flows.engine import process_new
+from app.flows.live import LiveFlows
 from app.ingest.writer import message_row, upsert_statement
 from app.mobitex.mo_form import FIELDS, decode_body, normalise_number, parse_mo
 from app.settings import Settings
@@ -102,6 +105,7 @@ class InboundController(Controller):
         self,
         db_session: NamedDependency[AsyncSession],
         settings: NamedDependency[Settings],
+        request: Request[object, object, State],
         qid: FromPath[int],
         data: JSONBody[Repair | None] = None,
     ) -> InboundOut:
@@ -134,6 +138,9 @@ class InboundController(Controller):
         )
         await _resolve(db_session, held, "reingested", msg.sms_id)
         await db_session.execute(upsert_statement(db_session.get_bind().dialect.name), [row])
+        # The repaired message meets the flows like any other, in the same transaction.
+        live: LiveFlows = request.app.state.flows
+        await db_session.run_sync(lambda sync: process_new(sync.connection(), live.current, [msg.sms_id]))
         await db_session.commit()
         stored = await db_session.scalar(select(InboundMessage).where(InboundMessage.sms_id == msg.sms_id))
         assert stored is not None

@@ -6,7 +6,9 @@ from datetime import datetime
 
 import msgspec
 
-from app.db.models import InboundMessage, QuarantinedRequest
+from app.db.models import InboundMessage, OutboxMessage, QuarantinedRequest
+from app.flows.check import flow_status, window_text
+from app.flows.loader import LoadedFlow
 
 
 class InboundOut(msgspec.Struct, frozen=True):
@@ -87,3 +89,90 @@ class Repair(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """Corrected MO fields; each given field replaces the one decoded from the raw body."""
 
     fields: dict[str, str] = {}
+
+
+class FlowOut(msgspec.Struct, frozen=True):
+    id: str
+    kind: str
+    name: str
+    numbers: list[str]
+    keywords: list[str]
+    starts: datetime | None  # UTC; the file may give Warsaw time
+    ends: datetime | None
+    window: str  # the same window in Europe/Warsaw, for people
+    enabled: bool
+    status: str  # enabled (no window), disabled, upcoming, open or closed
+    open_now: bool
+    hash: str  # the version recorded with every vote, reply and event
+    file: str
+
+    @classmethod
+    def of(cls, f: LoadedFlow, now: datetime) -> FlowOut:
+        d = f.definition
+        lo, hi = d.window()
+        return cls(
+            id=f.id,
+            kind=f.kind,
+            name=d.name,
+            numbers=list(f.numbers),
+            keywords=list(f.keywords),
+            starts=lo if d.starts is not None else None,
+            ends=hi if d.ends is not None else None,
+            window=window_text(d),
+            enabled=d.enabled,
+            status=flow_status(d, now),
+            open_now=d.enabled and d.is_open(now),
+            hash=f.hash,
+            file=str(f.path),
+        )
+
+
+class FlowsOut(msgspec.Struct, frozen=True):
+    flows: list[FlowOut]
+    directory: str
+    loaded_at: datetime
+    last_error: str | None  # why the last reload was refused; the flows above kept running
+
+
+class ReloadOut(msgspec.Struct, frozen=True):
+    flows: list[str]
+    loaded_at: datetime
+
+
+class OutboxOut(msgspec.Struct, frozen=True):
+    id: int
+    ext_id: str
+    to_number: str
+    from_number: str | None
+    text: str
+    encoding: str
+    parts: int
+    status: str
+    sent: bool
+    flow_id: str | None
+    flow_hash: str | None
+    inbound_id: int | None
+    created_at: datetime
+
+    @classmethod
+    def of(cls, m: OutboxMessage) -> OutboxOut:
+        return cls(
+            id=m.id,
+            ext_id=m.ext_id,
+            to_number=m.to_number,
+            from_number=m.from_number,
+            text=m.text,
+            encoding=m.encoding,
+            parts=m.parts,
+            status=m.status,
+            sent=m.status == "sent",
+            flow_id=m.flow_id,
+            flow_hash=m.flow_hash,
+            inbound_id=m.inbound_id,
+            created_at=m.created_at,
+        )
+
+
+class OutboxPage(msgspec.Struct, frozen=True):
+    items: list[OutboxOut]
+    next_cursor: str | None

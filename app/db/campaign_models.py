@@ -65,6 +65,9 @@ class Redemption(Base):
 
 
 class Subscription(Base):
+    """A phone on a list (one row per list and phone); its times are the times of the messages
+    that asked, so the confirmation window is judged like the flow window."""
+
     __tablename__ = "subscriptions"
     __table_args__ = (
         CheckConstraint("status IN ('pending', 'active', 'left')", name="ck_subscription_status"),

@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import Engine, event
+from sqlalchemy import create_engine as sa_create_engine
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
@@ -19,6 +20,26 @@ def sqlite_path(database_url: str) -> Path | None:
     return Path(url.database)
 
 
+def _sqlite_setup(sync_engine: Engine, synchronous: str) -> None:
+    @event.listens_for(sync_engine, "connect")
+    def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+        # WAL lets the dashboard read while the writer commits; synchronous=FULL makes every
+        # commit survive power loss, which is what "answer 200 only after commit" promises.
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute(f"PRAGMA synchronous={synchronous}")
+        cur.execute("PRAGMA busy_timeout=10000")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.close()
+        # Let SQLAlchemy, not the sqlite3 module, issue BEGIN: otherwise SAVEPOINTs (one per
+        # message in the flow engine) do not work.
+        dbapi_conn.isolation_level = None
+
+    @event.listens_for(sync_engine, "begin")
+    def _begin(conn: Any) -> None:
+        conn.exec_driver_sql("BEGIN")
+
+
 def create_engine(settings: Settings, **kwargs: Any) -> AsyncEngine:
     """Create the engine; SQLite's folder is created so a fresh checkout just works."""
     if settings.is_sqlite:
@@ -26,29 +47,23 @@ def create_engine(settings: Settings, **kwargs: Any) -> AsyncEngine:
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
         engine = create_async_engine(settings.database_url, **kwargs)
-        synchronous = settings.sqlite_synchronous
-
-        @event.listens_for(engine.sync_engine, "connect")
-        def _pragmas(dbapi_conn: Any, _record: Any) -> None:
-            # WAL lets the dashboard read while the writer commits; synchronous=FULL makes every
-            # commit survive power loss, which is what "answer 200 only after commit" promises.
-            cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute(f"PRAGMA synchronous={synchronous}")
-            cur.execute("PRAGMA busy_timeout=10000")
-            cur.execute("PRAGMA foreign_keys=ON")
-            cur.close()
-            # Let SQLAlchemy, not the sqlite3 module, issue BEGIN: otherwise SAVEPOINTs (one per
-            # message in the flow engine) do not work.
-            dbapi_conn.isolation_level = None
-
-        @event.listens_for(engine.sync_engine, "begin")
-        def _begin(conn: Any) -> None:
-            conn.exec_driver_sql("BEGIN")
-
+        _sqlite_setup(engine.sync_engine, settings.sqlite_synchronous)
         return engine
     kwargs.setdefault("pool_pre_ping", True)
     return create_async_engine(settings.database_url, **kwargs)
+
+
+def create_sqlite_writer_engine(settings: Settings) -> Engine:
+    """A plain (synchronous) SQLite engine for the group-commit writer's own thread.
+
+    Through aiosqlite every statement is a hop to another thread; the writer runs a whole
+    batch (messages, flows, outbox) as one synchronous transaction in its thread instead.
+    """
+    url = make_url(settings.database_url).set(drivername="sqlite")
+    # One writer thread owns the connection; check_same_thread guards a case that cannot occur.
+    engine = sa_create_engine(url, connect_args={"check_same_thread": False}, pool_size=1, max_overflow=0)
+    _sqlite_setup(engine, settings.sqlite_synchronous)
+    return engine
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

@@ -46,17 +46,20 @@ def process_new(
 ) -> dict[str, str]:
     """Run flows over the given messages that are in one of ``statuses``; returns sms_id → status."""
     rows = conn.execute(
-        select(*_INBOUND_COLUMNS)
+        select(*_INBOUND_COLUMNS, InboundMessage.status)
         .where(InboundMessage.sms_id.in_(sms_ids), InboundMessage.status.in_(statuses))
         .order_by(InboundMessage.id)
     ).all()
     if not rows:
         return {}
     now = utcnow()
-    _touch_contacts(conn, [r.sender for r in rows], now)
+    # A replayed message was counted when it first came in; only new ones add to their contact.
+    fresh = [r.sender for r in rows if r.status == "received"]
+    if fresh:
+        _touch_contacts(conn, fresh, now)
     results = {}
     for row in rows:
-        msg = Inbound(*row)
+        msg = Inbound(row.id, row.sms_id, row.number, row.sender, row.text, row.time, row.ext_id)
         results[msg.sms_id] = process_one(conn, flows, msg, now, only_flow=only_flow)
     return results
 
@@ -68,10 +71,11 @@ def process_one(
     try:
         with conn.begin_nested():
             chosen, ctx = _route(conn, flows, msg, folded, now)
-            if chosen is None or (only_flow is not None and chosen.id != only_flow):
+            if only_flow is not None and (chosen is None or chosen.id != only_flow):
+                return "skipped"  # a replay of one flow leaves other flows' messages as they were
+            if chosen is None:
                 _finish(conn, msg, None, "ignored", now)
-                if chosen is None:
-                    _event(conn, msg, None, Outcome("unmatched", status="ignored"), None, now)
+                _event(conn, msg, None, Outcome("unmatched", status="ignored"), None, now)
                 return "ignored"
             d = chosen.definition
             outcome = (
@@ -102,7 +106,7 @@ def _route(
     if flows.conversational and (chosen is None or not type(chosen.definition).interrupts):
         from app.flows.conversations import active_conversation  # only sets with surveys pay for it
 
-        conversation = active_conversation(conn, msg.sender, msg.number, now)
+        conversation = active_conversation(conn, msg.sender, msg.number, at=at, now=now)
         if conversation is not None and conversation.flow_id in flows.flows:
             owner = flows.flows[conversation.flow_id]
             takes_over = (
@@ -112,9 +116,11 @@ def _route(
             )
             if not takes_over:
                 ctx.conversation, ctx.flow_hash = conversation, owner.hash
+                if chosen is not None:  # the owner decides what a keyword means mid-conversation
+                    ctx.keyword, ctx.keyword_flow = folded[0], chosen.id
                 return owner, ctx
     if chosen is not None:
-        ctx.keyword, ctx.flow_hash = folded[0], chosen.hash
+        ctx.keyword, ctx.keyword_flow, ctx.flow_hash = folded[0], chosen.id, chosen.hash
         return chosen, ctx
     fallback = flows.fallback_for(msg.number)
     if fallback is not None:

@@ -24,6 +24,7 @@ from app.mobitex.mo_form import normalise_number
 
 _ANY_FLOW: Any = Union[KINDS]  # noqa: UP007 - msgspec needs the tagged union as one type
 _PATH = re.compile(r"^(?P<msg>.*) - at `\$(?P<path>[^`]*)`$", re.S)
+_UNKNOWN = re.compile(r"^Object contains unknown field `(?P<name>[^`]+)`$")
 
 
 @dataclass(eq=False)
@@ -84,11 +85,17 @@ def parse_flow(path: Path, raw: bytes) -> LoadedFlow:
         definition: Flow = msgspec.convert(data, _ANY_FLOW)
     except msgspec.ValidationError as exc:
         raise FlowFileError(f"{path}: {_with_path(str(exc))}") from None
+    for where, name in definition.files().items():
+        if not (path.parent / name).is_file():
+            raise FlowFileError(
+                f"{path}: {where}: file {path.parent / name} not found "
+                "(the path is relative to the flow file)"
+            )
     numbers = tuple(sorted({normalise_number(n) for n in definition.numbers})) or (ANY_NUMBER,)
     for n in numbers:
         if n != ANY_NUMBER and not n.isdigit():
             raise FlowFileError(f"{path}: numbers: {n!r} is not a phone number or short code")
-    keywords = tuple(dict.fromkeys(fold(k) for k in definition.keywords))
+    keywords = tuple(dict.fromkeys(fold(k) for k in definition.all_keywords()))
     if any(not k or " " in k for k in keywords):
         raise FlowFileError(f"{path}: keywords: each keyword is one word of letters or digits")
     replies = {
@@ -103,11 +110,11 @@ def parse_flow(path: Path, raw: bytes) -> LoadedFlow:
 def _with_path(message: str) -> str:
     """``Expected int - at `$.vote.per_sender``` → ``vote.per_sender: Expected int``."""
     found = _PATH.match(message)
-    if not found:
-        return message
-    path = found["path"].lstrip(".")
-    text = found["msg"]
-    if ": " in text and re.match(r"^[\w.\-\[\]]+: ", text):  # a cross-field check gave a sub-path
+    path, text = (found["path"].lstrip("."), found["msg"]) if found else ("", message)
+    if unknown := _UNKNOWN.match(text):  # the misspelt field itself is the path worth showing
+        path = f"{path}.{unknown['name']}" if path else unknown["name"]
+        text = "unknown field; check its spelling against the fields in docs/flows.md"
+    elif ": " in text and re.match(r"^[\w.\-\[\]]+: ", text):  # a cross-field check gave a sub-path
         sub, text = text.split(": ", 1)
         path = f"{path}.{sub}" if path else sub
     return f"{path}: {text}" if path else text

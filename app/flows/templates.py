@@ -43,6 +43,8 @@ class Reply:
             raise FlowFileError(f"{self.where}: {exc.message}; see docs/flows.md for the variables") from None
         except SecurityError as exc:
             raise FlowFileError(f"{self.where}: not allowed in a template: {exc}") from None
+        except Exception as exc:  # e.g. a division by zero: a broken file must not crash a reload
+            raise FlowFileError(f"{self.where}: cannot render: {exc.__class__.__name__}: {exc}") from None
         return transliterate(text) if self.transliterate else text
 
     def check(self, sample: dict[str, Any], max_parts: int) -> SmsEncoding:

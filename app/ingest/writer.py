@@ -13,11 +13,12 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import Table, insert
+from sqlalchemy import Connection, Engine, Table, insert
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -45,10 +46,17 @@ class GroupWriter:
     """Owns all MO writes; start() it in the app's lifespan and stop() it on shutdown."""
 
     def __init__(
-        self, engine: AsyncEngine, batch_max: int = 512, flows: Callable[[], FlowSet] | None = None
+        self,
+        engine: AsyncEngine,
+        batch_max: int = 512,
+        flows: Callable[[], FlowSet] | None = None,
+        sync_engine: Engine | None = None,
     ) -> None:
         self._engine = engine
         self._flows = flows
+        # With a synchronous engine (SQLite) each batch runs whole in the writer's own thread.
+        self._sync_engine = sync_engine
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="smsflows-writer") if sync_engine else None
         self._batch_max = batch_max
         self._queue: asyncio.Queue[_Job] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
@@ -69,6 +77,8 @@ class GroupWriter:
         with contextlib.suppress(asyncio.CancelledError):
             await self._task
         self._task = None
+        if self._thread is not None:
+            self._thread.shutdown(wait=True)
 
     async def store_message(
         self, msg: MoMessage, *, raw_body: bytes, charset: str, client_ip: str, received_at: datetime
@@ -145,16 +155,29 @@ class GroupWriter:
     async def _write(self, batch: Sequence[_Job]) -> None:
         messages = _merge_duplicates([j.row for j in batch if j.kind == "message"])
         quarantined = [j.row for j in batch if j.kind == "quarantine"]
+        if self._sync_engine is not None:
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(self._thread, self._write_in_thread, messages, quarantined)
+            return
         async with self._engine.begin() as conn:
-            if messages:
-                await conn.execute(upsert_statement(self._engine.dialect.name), messages)
-            if quarantined:
-                await conn.execute(insert(QUARANTINE), quarantined)
-            if messages and self._flows is not None:
-                # Flows act in this same transaction: a vote and its reply exist exactly when
-                # the message does, and a redelivered message (no longer "received") is skipped.
-                flows = self._flows()
-                await conn.run_sync(process_new, flows, [m["sms_id"] for m in messages])
+            await conn.run_sync(self._transaction, messages, quarantined)
+
+    def _write_in_thread(self, messages: list[dict[str, Any]], quarantined: list[dict[str, Any]]) -> None:
+        assert self._sync_engine is not None
+        with self._sync_engine.begin() as conn:
+            self._transaction(conn, messages, quarantined)
+
+    def _transaction(
+        self, conn: Connection, messages: list[dict[str, Any]], quarantined: list[dict[str, Any]]
+    ) -> None:
+        if messages:
+            conn.execute(upsert_statement(conn.dialect.name), messages)
+        if quarantined:
+            conn.execute(insert(QUARANTINE), quarantined)
+        if messages and self._flows is not None:
+            # Flows act in this same transaction: a vote and its reply exist exactly when the
+            # message does, and a redelivered message (no longer "received") is skipped.
+            process_new(conn, self._flows(), [m["sms_id"] for m in messages])
 
 
 def message_row(

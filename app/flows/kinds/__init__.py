@@ -4,13 +4,21 @@ from __future__ import annotations
 
 from app.flows.kinds.autoreply import AutoreplyFlow
 from app.flows.kinds.base import Flow
+from app.flows.kinds.code import CodeFlow
 from app.flows.kinds.fallback import FallbackFlow
+from app.flows.kinds.optout import OptoutFlow
+from app.flows.kinds.subscription import SubscriptionFlow
+from app.flows.kinds.survey import SurveyFlow
 from app.flows.kinds.vote import VoteFlow
 
 KINDS: tuple[type[Flow], ...] = (
     AutoreplyFlow,
     VoteFlow,
+    CodeFlow,
     FallbackFlow,
+    SurveyFlow,
+    SubscriptionFlow,
+    OptoutFlow,
 )
 
 

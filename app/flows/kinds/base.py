@@ -46,6 +46,9 @@ class Context:
     keyword: str | None
     now: datetime
     conversation: Any = None  # the active conversation row, for conversational kinds
+    # The flow whose keyword words[0] is; inside a conversation it may be the owner's own keyword
+    # or another flow's that the owner kept (see Flow.yields_to_keyword).
+    keyword_flow: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -93,6 +96,15 @@ class Flow(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True
 
     def needs_keywords(self) -> bool:
         return True
+
+    def all_keywords(self) -> list[str]:
+        """Every word that routes a message here: ``keywords`` and any a kind adds (leave, confirm...)."""
+        return self.keywords
+
+    def files(self) -> dict[str, str]:
+        """Files the flow reads, as field path → path relative to the flow file; the loader checks
+        that each exists, so a missing file is a flow file error, not a surprise at run time."""
+        return {}
 
     def window(self) -> tuple[datetime, datetime]:
         """The time window in UTC; a time without an offset is Warsaw time."""

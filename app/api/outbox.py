@@ -1,0 +1,51 @@
+"""``/api/outbox``: the replies and messages the flows queued, newest first."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from litestar import Controller, get
+from litestar.di import NamedDependency
+from litestar.exceptions import ClientException
+from litestar.params import QueryParameter
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.api.auth import require_token
+from app.api.inbound import Cursor, Limit
+from app.api.schemas import OutboxOut, OutboxPage
+from app.db.models import OUTBOX_STATUSES, OutboxMessage
+from app.mobitex.mo_form import normalise_number
+
+
+class OutboxController(Controller):
+    path = "/api"
+    guards = [require_token]  # noqa: RUF012 - Litestar reads this class attribute
+    tags = ["outbox"]  # noqa: RUF012
+
+    @get("/outbox", summary="Queued and sent messages, newest first")
+    async def list_outbox(
+        self,
+        db_session: NamedDependency[AsyncSession],
+        status: Annotated[
+            str | None, QueryParameter(description=f"one of {', '.join(OUTBOX_STATUSES)}")
+        ] = None,
+        to: Annotated[str | None, QueryParameter(description="the recipient's phone, any format")] = None,
+        flow: Annotated[str | None, QueryParameter(description="the id of the flow that queued it")] = None,
+        limit: Limit = 50,
+        cursor: Cursor = None,
+    ) -> OutboxPage:
+        if status is not None and status not in OUTBOX_STATUSES:
+            raise ClientException(f"status must be one of {', '.join(OUTBOX_STATUSES)}")
+        query = select(OutboxMessage).order_by(OutboxMessage.id.desc()).limit(limit)
+        if status:
+            query = query.where(OutboxMessage.status == status)
+        if to:
+            query = query.where(OutboxMessage.to_number == normalise_number(to))
+        if flow:
+            query = query.where(OutboxMessage.flow_id == flow)
+        if cursor:
+            query = query.where(OutboxMessage.id < int(cursor))
+        rows = (await db_session.scalars(query)).all()
+        next_cursor = str(rows[-1].id) if len(rows) == limit else None
+        return OutboxPage(items=[OutboxOut.of(m) for m in rows], next_cursor=next_cursor)

@@ -1,0 +1,192 @@
+"""The report behind ``smsflows flows check``: every file validated, the set judged as a whole, and
+each reply rendered with sample data and measured as SMS, so a mistake shows before the service
+loads it. Unlike the loader, it does not stop at the first error: it lists them all.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+import msgspec
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from app.errors import FlowFileError
+from app.flows.kinds.base import WARSAW, Flow
+from app.flows.loader import LoadedFlow, build, flow_files, parse_flow
+from app.mobitex.encoding import measure
+
+ENCODING_NAMES = {"gsm7": "GSM-7", "ucs2": "UCS-2"}
+
+
+class ReplyCheck(msgspec.Struct, frozen=True):
+    """One reply rendered with sample data."""
+
+    name: str
+    encoding: str
+    length: int
+    parts: int
+    max_parts: int
+    sample: str
+    ok: bool
+
+
+class FlowCheck(msgspec.Struct, frozen=True):
+    id: str
+    kind: str
+    name: str
+    file: str
+    numbers: list[str]
+    keywords: list[str]
+    window: str
+    status: str
+    replies: list[ReplyCheck]
+
+
+class CheckReport(msgspec.Struct, frozen=True):
+    directory: str
+    flows: list[FlowCheck]
+    errors: list[str]
+
+
+def flow_status(flow: Flow, at: datetime) -> str:
+    """``disabled``, ``enabled`` (no window), or where ``at`` falls in the window:
+    ``upcoming``, ``open`` or ``closed``."""
+    if not flow.enabled:
+        return "disabled"
+    if flow.starts is None and flow.ends is None:
+        return "enabled"
+    lo, hi = flow.window()
+    return "upcoming" if at < lo else "open" if at < hi else "closed"
+
+
+def window_text(flow: Flow) -> str:
+    """The window in Warsaw time, as people plan campaigns."""
+    if flow.starts is None and flow.ends is None:
+        return "always"
+    lo, hi = flow.window()
+    start = _warsaw(lo) if flow.starts is not None else "…"
+    end = _warsaw(hi) if flow.ends is not None else "…"
+    return f"{start} – {end}"
+
+
+def _warsaw(value: datetime) -> str:
+    return value.astimezone(WARSAW).strftime("%Y-%m-%d %H:%M")
+
+
+def check_dir(directory: Path, now: datetime) -> CheckReport:
+    """Check every ``*.toml`` in the folder and the set they make; collect every error."""
+    errors: list[str] = []
+    if not directory.is_dir():
+        errors.append(f"{directory}: no such folder; pass the folder of flow files or set SMSFLOWS_FLOWS_DIR")
+    loaded: list[LoadedFlow] = []
+    flows: list[FlowCheck] = []
+    for path in flow_files(directory):
+        try:
+            flow = parse_flow(path, path.read_bytes())
+        except FlowFileError as exc:
+            errors.append(str(exc))
+            continue
+        except OSError as exc:
+            errors.append(f"{path}: cannot be read: {exc.strerror}")
+            continue
+        replies, reply_errors = check_replies(flow)
+        errors.extend(reply_errors)
+        loaded.append(flow)
+        flows.append(_flow_check(flow, replies, now))
+    try:
+        build(loaded)
+    except FlowFileError as exc:
+        errors.extend(str(exc).splitlines())
+    return CheckReport(directory=str(directory), flows=flows, errors=errors)
+
+
+def check_replies(flow: LoadedFlow) -> tuple[list[ReplyCheck], list[str]]:
+    """Render each reply with the flow's sample data; one over ``max_parts`` is an error."""
+    sample, max_parts = flow.sample(), flow.definition.max_parts
+    checks, errors = [], []
+    for name, reply in flow.replies.items():
+        try:
+            text = reply.render(sample)
+        except FlowFileError as exc:
+            errors.append(str(exc))
+            continue
+        measured = measure(text)
+        try:
+            reply.check(sample, max_parts)
+            ok = True
+        except FlowFileError as exc:
+            errors.append(str(exc))
+            ok = False
+        checks.append(
+            ReplyCheck(
+                name=name,
+                encoding=ENCODING_NAMES[measured.encoding],
+                length=measured.length,
+                parts=measured.parts,
+                max_parts=max_parts,
+                sample=text,
+                ok=ok,
+            )
+        )
+    return checks, errors
+
+
+def _flow_check(flow: LoadedFlow, replies: list[ReplyCheck], now: datetime) -> FlowCheck:
+    d = flow.definition
+    return FlowCheck(
+        id=flow.id,
+        kind=flow.kind,
+        name=d.name,
+        file=str(flow.path),
+        numbers=list(flow.numbers),
+        keywords=list(flow.keywords),
+        window=window_text(d),
+        status=flow_status(d, now),
+        replies=replies,
+    )
+
+
+_STATUS_STYLE = {
+    "open": "green",
+    "enabled": "green",
+    "upcoming": "cyan",
+    "closed": "yellow",
+    "disabled": "dim",
+}
+
+
+def print_report(report: CheckReport, out: Console, err: Console) -> None:
+    """The flows and their replies as tables on ``out``; every error, one a line, on ``err``."""
+    if report.flows:
+        flows = Table(title=f"Flows in {report.directory}", title_justify="left")
+        for column in ("id", "kind", "numbers", "keywords", "window (Europe/Warsaw)", "status"):
+            flows.add_column(column)
+        for f in report.flows:
+            flows.add_row(
+                f.id,
+                f.kind,
+                ", ".join(f.numbers),
+                Text(", ".join(f.keywords) or "—"),
+                f.window,
+                f"[{_STATUS_STYLE.get(f.status, '')}]{f.status}[/]",
+            )
+        out.print(flows)
+        replies = Table(title="Replies rendered with sample data", title_justify="left")
+        for column in ("flow", "reply", "encoding", "length", "parts", "sample"):
+            replies.add_column(column, justify="right" if column in ("length", "parts") else "left")
+        for f in report.flows:
+            for r in f.replies:
+                parts = f"{r.parts}/{r.max_parts}" if r.ok else f"[red]{r.parts}/{r.max_parts}[/]"
+                replies.add_row(f.id, r.name, r.encoding, str(r.length), parts, Text(r.sample))
+        out.print(replies)
+    elif not report.errors:
+        out.print(f"No flow files (*.toml) in {report.directory}.")
+    if report.errors:
+        err.print(f"{len(report.errors)} error(s):", style="bold red", highlight=False)
+        for line in report.errors:
+            err.print(line, soft_wrap=True, markup=False, highlight=False)
+    else:
+        out.print(f"{len(report.flows)} flow(s), no errors.", highlight=False)

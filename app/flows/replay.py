@@ -1,0 +1,138 @@
+"""Replay: run stored messages through the flows as they are now, e.g. after fixing a flow that failed.
+
+Replaying cannot count anything twice: the engine only takes messages still in the given statuses,
+a message that succeeds leaves them, and the kinds' unique keys (one vote per message, ...) hold
+even if two replays overlap. Batches commit one by one, so an interrupted replay keeps its progress.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+
+import msgspec
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+from sqlalchemy import Connection, false, select, update
+
+from app.db.models import InboundMessage
+from app.flows.engine import process_new
+from app.flows.loader import FlowSet
+from app.flows.results import open_database
+from app.settings import Settings
+
+# Processed messages are not replayable: their flows would answer them a second time.
+REPLAYABLE = ("failed", "ignored", "received")
+BATCH = 200
+
+
+class ReplaySummary(msgspec.Struct, frozen=True, kw_only=True):
+    statuses: list[str]
+    flow: str | None
+    dry_run: bool
+    messages: int = 0
+    outcomes: dict[str, int] = {}
+    """New status → messages; ``skipped`` are messages that went to another flow than ``flow``."""
+    failures: dict[str, str] = {}
+    """sms_id → error, for messages that failed again."""
+
+
+def replay_batch(
+    conn: Connection, flows: FlowSet, statuses: Sequence[str], only_flow: str | None, after: int, limit: int
+) -> tuple[dict[str, str], dict[str, str], int | None]:
+    """The next ``limit`` messages after id ``after``: new statuses, errors, and the last id seen."""
+    if conn.dialect.name == "sqlite":
+        # Take the write lock before reading: on WAL, a read snapshot that the webhook's writer
+        # commits past cannot become a write ("database is locked"), while a waiting lock can.
+        conn.execute(update(InboundMessage).where(false()).values(status=InboundMessage.status))
+    rows = conn.execute(
+        select(InboundMessage.id, InboundMessage.sms_id)
+        .where(InboundMessage.status.in_(statuses), InboundMessage.id > after)
+        .order_by(InboundMessage.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)  # a concurrent replay takes other messages
+    ).all()
+    if not rows:
+        return {}, {}, None
+    new = process_new(conn, flows, [r.sms_id for r in rows], statuses, only_flow)
+    failed = [sms_id for sms_id, status in new.items() if status == "failed"]
+    errors: dict[str, str] = {}
+    if failed:
+        found = conn.execute(
+            select(InboundMessage.sms_id, InboundMessage.error).where(InboundMessage.sms_id.in_(failed))
+        ).all()
+        errors = {sms_id: error or "" for sms_id, error in found}
+    return new, errors, rows[-1].id
+
+
+async def run_replay(
+    settings: Settings,
+    flows: FlowSet,
+    statuses: Sequence[str],
+    only_flow: str | None = None,
+    *,
+    dry_run: bool = False,
+    batch: int = BATCH,
+) -> ReplaySummary:
+    """Replay every message in ``statuses``, a batch per transaction.
+
+    A dry run does the same work and rolls each batch back, so decisions in one batch do not see
+    those of earlier batches (a phone's second vote 200 messages later would look like a first).
+    """
+    if refused := sorted(set(statuses) - set(REPLAYABLE)):
+        raise ValueError(f"cannot replay {', '.join(refused)} messages; replayable: {', '.join(REPLAYABLE)}")
+    outcomes: Counter[str] = Counter()
+    failures: dict[str, str] = {}
+    after: int | None = 0
+    async with open_database(settings) as engine, engine.connect() as conn:
+        while after is not None:
+            # Short transactions: on SQLite a long one would hold up the webhook's writes.
+            async with conn.begin() as tx:
+                new, errors, after = await conn.run_sync(
+                    replay_batch, flows, statuses, only_flow, after, batch
+                )
+                if dry_run:
+                    await tx.rollback()
+            outcomes.update(new.values())
+            failures.update(errors)
+    return ReplaySummary(
+        statuses=list(statuses),
+        flow=only_flow,
+        dry_run=dry_run,
+        messages=sum(outcomes.values()),
+        outcomes=dict(sorted(outcomes.items())),
+        failures=failures,
+    )
+
+
+_LABELS = {"skipped": "skipped (another flow's message)"}
+_SHOWN_FAILURES = 20
+
+
+def print_summary(summary: ReplaySummary, console: Console) -> None:
+    which = " or ".join(summary.statuses)
+    scope = f" for flow {summary.flow}" if summary.flow else ""
+    acted = summary.messages - summary.outcomes.get("skipped", 0)
+    if not acted:
+        console.print(f"No {which} messages to replay{scope}.", highlight=False)
+        return
+    verb = "Would replay" if summary.dry_run else "Replayed"
+    console.print(f"{verb} {acted} {which} message(s){scope}.", highlight=False)
+    table = Table(title="new status", title_justify="left")
+    table.add_column("status")
+    table.add_column("messages", justify="right")
+    for status, count in summary.outcomes.items():
+        table.add_row(_LABELS.get(status, status), str(count))
+    console.print(table)
+    if summary.failures:
+        failed = Table(title="still failing: fix the flow, then replay again", title_justify="left")
+        failed.add_column("sms_id")
+        failed.add_column("error")
+        for sms_id, error in list(summary.failures.items())[:_SHOWN_FAILURES]:
+            failed.add_row(sms_id, Text(error))
+        console.print(failed)
+        if len(summary.failures) > _SHOWN_FAILURES:
+            console.print(f"... and {len(summary.failures) - _SHOWN_FAILURES} more failed messages.")
+    if summary.dry_run:
+        console.print("Dry run: nothing was saved.", style="bold")

@@ -1,0 +1,279 @@
+"""MO ingest throughput: the real webhook (SQLite, synchronous=FULL) next to a bare form-parsing app.
+
+Both servers run as uvicorn subprocesses with the service's own uvicorn options; this process is the
+load generator: keep-alive HTTP/1.1 connections over loopback, one unique sms_id per request. The
+ratio MO/bare says what storing a message durably costs on top of receiving the form.
+
+    .venv/bin/python bench/mo_ingest.py [--duration 10] [--concurrency 1,8,32] [--client raw|httpx]
+
+``--client raw`` (default) writes prebuilt requests on asyncio streams; ``httpx`` uses
+httpx.AsyncClient, which costs several times more CPU per request (the machine has 2 cores, shared
+with the server under test).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import math
+import os
+import secrets
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Coroutine, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+from litestar import Litestar, Request, Response, post
+
+from app.mobitex.simulator import SimulationOptions, mo_body
+from app.server import server_options
+from app.settings import Settings, load_settings
+
+PATH = "/mobitex/mo"
+FORM = SimulationOptions(text="GLOS A")
+CONTENT_TYPE = FORM.content_type
+
+
+# --- the bare app: the floor any webhook that reads a form stands on ---------------------------------
+
+
+@post(PATH, status_code=200)
+async def bare_mo(request: Request[object, object, object]) -> Response[str]:
+    await request.form()
+    return Response("OK\n", media_type="text/plain")
+
+
+def serve_bare(port: int) -> None:
+    import uvicorn
+
+    uvicorn.run(Litestar([bare_mo]), host="127.0.0.1", port=port, **server_options(load_settings()))
+
+
+# --- servers -----------------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@contextlib.contextmanager
+def server(command: list[str], port: int, env: dict[str, str], cwd: Path) -> Iterator[None]:
+    """Run a server subprocess until the block ends; uvicorn listens only once its lifespan started."""
+    proc = subprocess.Popen(command, env=env, cwd=cwd)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+                break
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"server {command} did not start (exit code {proc.poll()})")
+            time.sleep(0.05)
+        yield
+    finally:
+        proc.terminate()  # SIGTERM: uvicorn shuts down gracefully, the writer commits what it holds
+        proc.wait(timeout=30)
+
+
+# --- load generation ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Run:
+    target: str
+    concurrency: int
+    seconds: float = 0.0
+    client_cpu: float = 0.0  # CPU seconds this process (the load generator) spent
+    ok: int = 0
+    errors: int = 0
+    latencies: list[float] = field(default_factory=list)
+
+    @property
+    def per_second(self) -> float:
+        return (self.ok + self.errors) / self.seconds if self.seconds else 0.0
+
+    def ms(self, quantile: float) -> float:
+        ordered = sorted(self.latencies)
+        return ordered[max(0, math.ceil(quantile * len(ordered)) - 1)] * 1000 if ordered else math.nan
+
+
+def body() -> bytes:
+    return mo_body(FORM, secrets.token_hex(16), int(time.time()))
+
+
+def content_length(head: list[bytes]) -> int:
+    for line in head:
+        if line[:15].lower() == b"content-length:":
+            return int(line[15:])
+    raise ConnectionError("answer without Content-Length")  # our servers always send one
+
+
+async def raw_worker(port: int, deadline: float, run: Run) -> None:
+    """One keep-alive connection sending prebuilt HTTP/1.1 requests, one at a time."""
+    head = (
+        f"POST {PATH} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: {CONTENT_TYPE}\r\n"
+        "Content-Length: {}\r\n\r\n"
+    )
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        while time.perf_counter() < deadline:
+            payload = body()
+            started = time.perf_counter()
+            writer.write(head.format(len(payload)).encode() + payload)
+            lines = (await reader.readuntil(b"\r\n\r\n")).split(b"\r\n")
+            await reader.readexactly(content_length(lines))
+            run.latencies.append(time.perf_counter() - started)
+            if lines[0].split(b" ")[1] == b"200":
+                run.ok += 1
+            else:
+                run.errors += 1
+    finally:
+        writer.close()
+
+
+async def httpx_worker(client: httpx.AsyncClient, url: str, deadline: float, run: Run) -> None:
+    while time.perf_counter() < deadline:
+        started = time.perf_counter()
+        response = await client.post(url, content=body(), headers={"Content-Type": CONTENT_TYPE})
+        run.latencies.append(time.perf_counter() - started)
+        if response.status_code == 200:
+            run.ok += 1
+        else:
+            run.errors += 1
+
+
+async def load(port: int, run: Run, seconds: float, client: str) -> Run:
+    """Keep ``run.concurrency`` requests in flight for ``seconds``; a failed connection is an error."""
+    deadline = time.perf_counter() + seconds
+    url = f"http://127.0.0.1:{port}{PATH}"
+    tls = httpx.create_ssl_context()
+
+    async def worker() -> None:
+        # httpx: one client per connection, its best case (one pool slows down past a few connections).
+        http = httpx.AsyncClient(timeout=30, verify=tls) if client == "httpx" else None
+        try:
+            while time.perf_counter() < deadline:
+                try:
+                    if http is None:
+                        await raw_worker(port, deadline, run)
+                    else:
+                        await httpx_worker(http, url, deadline, run)
+                except (OSError, asyncio.IncompleteReadError, httpx.HTTPError):
+                    run.errors += 1
+        finally:
+            if http is not None:
+                await http.aclose()
+
+    started, cpu = time.perf_counter(), time.process_time()
+    await asyncio.gather(*(worker() for _ in range(run.concurrency)))
+    run.seconds = time.perf_counter() - started
+    run.client_cpu = time.process_time() - cpu
+    return run
+
+
+def run_loop(coro: Coroutine[Any, Any, Run]) -> Run:
+    """A fresh event loop per run (uvloop when installed, as uvicorn uses on the server side)."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coro)
+    return uvloop.run(coro)
+
+
+# --- the benchmark -----------------------------------------------------------------------------------
+
+
+def service_env(database: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SMSFLOWS_")}
+    env.update(
+        SMSFLOWS_DATABASE_URL=f"sqlite+aiosqlite:///{database}",
+        SMSFLOWS_MO_ALLOWED_IPS="127.0.0.1",
+        SMSFLOWS_SQLITE_SYNCHRONOUS="FULL",
+        SMSFLOWS_LOG_LEVEL="WARNING",
+    )
+    return env
+
+
+def print_settings(settings: Settings, client: str, duration: float, warmup: float) -> None:
+    print(f"service: 1 uvicorn worker, {settings.database_url}")
+    print(f"  sqlite synchronous={settings.sqlite_synchronous}, writer batch max={settings.writer_batch_max}")
+    print(f"  uvicorn options: {server_options(settings)}")
+    print(f"load: {client} keep-alive HTTP/1.1 over loopback, warm-up {warmup:g} s, {duration:g} s per run")
+    print(f"machine: {os.cpu_count()} CPUs, shared by the client and the server under test\n")
+
+
+def print_table(runs: list[Run]) -> None:
+    print(f"{'target':<7}{'conc':>5}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}{'client cpu':>12}")
+    for r in runs:
+        print(
+            f"{r.target:<7}{r.concurrency:>5}{r.per_second:>10.0f}"
+            f"{r.ms(0.5):>9.2f}{r.ms(0.99):>9.2f}{r.errors:>8}{r.client_cpu / r.seconds:>12.0%}"
+        )
+    print()
+    for c in sorted({r.concurrency for r in runs}):
+        by = {r.target: r for r in runs if r.concurrency == c}
+        print(f"concurrency {c:>3}: MO/bare = {by['mo'].per_second / by['bare'].per_second:.2f}")
+
+
+def count_rows(database: Path) -> tuple[int, int]:
+    with contextlib.closing(sqlite3.connect(database)) as db:
+        rows = db.execute("SELECT count(*) FROM inbound_messages").fetchone()[0]
+        held = db.execute("SELECT count(*) FROM quarantine").fetchone()[0]
+    return rows, held
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds per measured run")
+    parser.add_argument("--warmup", type=float, default=1.0, help="seconds of warm-up before each run")
+    parser.add_argument("--concurrency", default="1,8,32", help="comma-separated connection counts")
+    parser.add_argument("--client", choices=["raw", "httpx"], default="raw")
+    parser.add_argument("--serve-bare", type=int, metavar="PORT", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve_bare:
+        return serve_bare(args.serve_bare)
+    levels = [int(c) for c in args.concurrency.split(",")]
+
+    with tempfile.TemporaryDirectory(prefix="smsflows-bench-") as tmp:
+        database = Path(tmp) / "bench.db"
+        env = service_env(database)
+        print_settings(load_settings(env, None), args.client, args.duration, args.warmup)
+        mo_port, bare_port = free_port(), free_port()
+        mo_cmd = [sys.executable, "-m", "app.cli", "serve", "--port", str(mo_port)]
+        bare_cmd = [sys.executable, str(Path(__file__).resolve()), "--serve-bare", str(bare_port)]
+        runs: list[Run] = []
+        mo_acknowledged = 0
+        with server(mo_cmd, mo_port, env, Path(tmp)), server(bare_cmd, bare_port, env, Path(tmp)):
+            for concurrency in levels:
+                for target, port in (("bare", bare_port), ("mo", mo_port)):
+                    warm = run_loop(load(port, Run(target, concurrency), args.warmup, args.client))
+                    run = run_loop(load(port, Run(target, concurrency), args.duration, args.client))
+                    if target == "mo":
+                        mo_acknowledged += warm.ok + run.ok
+                    runs.append(run)
+                    print(f"  {target} x{concurrency}: {run.per_second:.0f} req/s", file=sys.stderr)
+        print_table(runs)
+        rows, held = count_rows(database)
+        verdict = "OK" if rows == mo_acknowledged and held == 0 else "MISMATCH"
+        print(
+            f"\nstored rows {rows}, MO 200 answers {mo_acknowledged} (warm-ups included), "
+            f"quarantined {held}: {verdict}"
+        )
+        if verdict != "OK":
+            raise SystemExit(1)
+
+
+if __name__ == "__main__":
+    main()
