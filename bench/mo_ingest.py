@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import itertools
 import math
 import os
 import secrets
@@ -31,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import msgspec
 from litestar import Litestar, Request, Response, post
 
 from app.mobitex.simulator import SimulationOptions, mo_body
@@ -107,8 +109,13 @@ class Run:
         return ordered[max(0, math.ceil(quantile * len(ordered)) - 1)] * 1000 if ordered else math.nan
 
 
+_PHONES = itertools.count(secrets.randbelow(10**7))
+
+
 def body() -> bytes:
-    return mo_body(FORM, secrets.token_hex(16), int(time.time()))
+    # A new phone every time, so that with the vote flow every message is an accepted vote.
+    sender = f"486{next(_PHONES):08d}"
+    return mo_body(msgspec.structs.replace(FORM, sender=sender), secrets.token_hex(16), int(time.time()))
 
 
 def content_length(head: list[bytes]) -> int:
@@ -193,9 +200,22 @@ def run_loop(coro: Coroutine[Any, Any, Run]) -> Run:
 # --- the benchmark -----------------------------------------------------------------------------------
 
 
-def service_env(database: Path) -> dict[str, str]:
+VOTE_FLOW = """
+id = "bench"
+kind = "vote"
+keywords = ["GLOS"]
+[vote]
+options = { A = ["ANNA"], B = ["BARTEK"] }
+[replies]
+accepted = "Dziękujemy! Głos na {{ option }} przyjęty."
+repeat = "Twój głos już mamy."
+"""
+
+
+def service_env(database: Path, flows: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SMSFLOWS_")}
     env.update(
+        SMSFLOWS_FLOWS_DIR=str(flows),
         SMSFLOWS_DATABASE_URL=f"sqlite+aiosqlite:///{database}",
         SMSFLOWS_MO_ALLOWED_IPS="127.0.0.1",
         SMSFLOWS_SQLITE_SYNCHRONOUS="FULL",
@@ -221,15 +241,19 @@ def print_table(runs: list[Run]) -> None:
         )
     print()
     for c in sorted({r.concurrency for r in runs}):
-        by = {r.target: r for r in runs if r.concurrency == c}
-        print(f"concurrency {c:>3}: MO/bare = {by['mo'].per_second / by['bare'].per_second:.2f}")
+        by = {r.target: r.per_second for r in runs if r.concurrency == c}
+        print(
+            f"concurrency {c:>3}: MO/bare = {by['mo'] / by['bare']:.2f}, "
+            f"vote/bare = {by['vote'] / by['bare']:.2f}, vote/MO = {by['vote'] / by['mo']:.2f}"
+        )
 
 
-def count_rows(database: Path) -> tuple[int, int]:
+def count_rows(database: Path) -> tuple[int, int, int]:
     with contextlib.closing(sqlite3.connect(database)) as db:
         rows = db.execute("SELECT count(*) FROM inbound_messages").fetchone()[0]
         held = db.execute("SELECT count(*) FROM quarantine").fetchone()[0]
-    return rows, held
+        votes = db.execute("SELECT count(*) FROM votes").fetchone()[0]
+    return rows, held, votes
 
 
 def main() -> None:
@@ -247,31 +271,46 @@ def main() -> None:
     levels = [int(c) for c in args.concurrency.split(",")]
 
     with tempfile.TemporaryDirectory(prefix="smsflows-bench-") as tmp:
-        database = Path(tmp) / "bench.db"
-        env = service_env(database)
-        print_settings(load_settings(env, None), args.client, args.duration, args.warmup)
-        mo_port, bare_port = free_port(), free_port()
-        mo_cmd = [sys.executable, "-m", "app.cli", "serve", "--port", str(mo_port)]
-        bare_cmd = [sys.executable, str(Path(__file__).resolve()), "--serve-bare", str(bare_port)]
+        base = Path(tmp)
+        (base / "flows").mkdir()
+        (base / "vote-flows").mkdir()
+        (base / "vote-flows" / "bench.toml").write_text(VOTE_FLOW, encoding="utf-8")
+        mo_env = service_env(base / "mo.db", base / "flows")
+        vote_env = service_env(base / "vote.db", base / "vote-flows")
+        print_settings(load_settings(mo_env, None), args.client, args.duration, args.warmup)
+        ports = {"bare": free_port(), "mo": free_port(), "vote": free_port()}
+        bare_cmd = [sys.executable, str(Path(__file__).resolve()), "--serve-bare", str(ports["bare"])]
+
+        def serve(target: str) -> list[str]:
+            return [sys.executable, "-m", "app.cli", "serve", "--port", str(ports[target])]
+
         runs: list[Run] = []
-        mo_acknowledged = 0
-        with server(mo_cmd, mo_port, env, Path(tmp)), server(bare_cmd, bare_port, env, Path(tmp)):
+        acknowledged = {"mo": 0, "vote": 0}
+        with (
+            server(bare_cmd, ports["bare"], mo_env, base),
+            server(serve("mo"), ports["mo"], mo_env, base),
+            server(serve("vote"), ports["vote"], vote_env, base),
+        ):
             for concurrency in levels:
-                for target, port in (("bare", bare_port), ("mo", mo_port)):
-                    warm = run_loop(load(port, Run(target, concurrency), args.warmup, args.client))
-                    run = run_loop(load(port, Run(target, concurrency), args.duration, args.client))
-                    if target == "mo":
-                        mo_acknowledged += warm.ok + run.ok
+                for target in ("bare", "mo", "vote"):
+                    warm = run_loop(load(ports[target], Run(target, concurrency), args.warmup, args.client))
+                    run = run_loop(load(ports[target], Run(target, concurrency), args.duration, args.client))
+                    if target in acknowledged:
+                        acknowledged[target] += warm.ok + run.ok
                     runs.append(run)
                     print(f"  {target} x{concurrency}: {run.per_second:.0f} req/s", file=sys.stderr)
         print_table(runs)
-        rows, held = count_rows(database)
-        verdict = "OK" if rows == mo_acknowledged and held == 0 else "MISMATCH"
-        print(
-            f"\nstored rows {rows}, MO 200 answers {mo_acknowledged} (warm-ups included), "
-            f"quarantined {held}: {verdict}"
-        )
-        if verdict != "OK":
+        ok = True
+        for target in ("mo", "vote"):
+            rows, held, votes = count_rows(base / f"{target}.db")
+            expected_votes = acknowledged[target] if target == "vote" else 0
+            good = rows == acknowledged[target] and held == 0 and votes == expected_votes
+            ok &= good
+            print(
+                f"{target}: stored rows {rows}, 200 answers {acknowledged[target]} (warm-ups included), "
+                f"quarantined {held}, votes {votes}: {'OK' if good else 'MISMATCH'}"
+            )
+        if not ok:
             raise SystemExit(1)
 
 

@@ -71,22 +71,24 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         return f"sqlite+aiosqlite:///{tmp_path / 'smsflows.db'}"
     url: str = request.getfixturevalue("pg_database")
 
-    async def truncate() -> None:
-        engine = create_engine(load_settings({"SMSFLOWS_DATABASE_URL": url}, None))
-        async with engine.begin() as conn:
-            tables = (
-                await conn.execute(
-                    text(
-                        "SELECT tablename FROM pg_tables WHERE schemaname = current_schema() "
-                        "AND tablename <> 'alembic_version'"
-                    )
-                )
-            ).scalars()
-            await conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY"))
-        await engine.dispose()
-
-    asyncio.run(truncate())
+    asyncio.run(empty_database(url))
     return url
+
+
+async def empty_database(url: str) -> None:
+    """Empty every table of the run's PostgreSQL database (the schema stays migrated)."""
+    engine = create_engine(load_settings({"SMSFLOWS_DATABASE_URL": url}, None))
+    async with engine.begin() as conn:
+        tables = (
+            await conn.execute(
+                text(
+                    "SELECT tablename FROM pg_tables WHERE schemaname = current_schema() "
+                    "AND tablename <> 'alembic_version'"
+                )
+            )
+        ).scalars()
+        await conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY"))
+    await engine.dispose()
 
 
 def make_settings(database_url: str, **overrides: str) -> Settings:

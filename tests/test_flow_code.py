@@ -22,7 +22,7 @@ from app.flows.kinds.base import Context, Inbound
 from app.flows.kinds.code import is_well_formed, luhn_valid, normalise_code
 from app.flows.loader import LoadedFlow, load_dir
 from app.flows.matching import words
-from tests.conftest import Service, make_settings, mo_form, running, send_mo, write_flows
+from tests.conftest import Service, empty_database, make_settings, mo_form, running, send_mo, write_flows
 
 CONTEST = """
 id = "summer"
@@ -191,11 +191,13 @@ def _enter_directly(conn: Connection, flow: LoadedFlow, inbound_id: int, sender:
     ("other", "code", "expected", "rows"),
     [("48600000001", "DEF457", "accepted", [1, 2]), ("48600000002", "DEF456", "used", [1])],
 )
+@pytest.mark.postgres
 async def test_entry_racing_an_uncommitted_one_waits_and_then_decides_on_what_committed(
-    database_url: str, tmp_path: Path, other: str, code: str, expected: str, rows: list[int]
+    pg_database: str, tmp_path: Path, other: str, code: str, expected: str, rows: list[int]
 ) -> None:
-    if database_url.startswith("sqlite"):
-        pytest.skip("SQLite runs one writing transaction at a time: there is no race to lose")
+    # PostgreSQL only: SQLite runs one writing transaction at a time, so there is no race to lose.
+    await empty_database(pg_database)
+    database_url = pg_database
     flows = flows_with_codes(tmp_path / "flows", contest())
     flow = load_dir(flows).flows["summer"]
     engine = create_engine(make_settings(database_url))

@@ -20,7 +20,7 @@ def sqlite_path(database_url: str) -> Path | None:
     return Path(url.database)
 
 
-def _sqlite_setup(sync_engine: Engine, synchronous: str) -> None:
+def _sqlite_setup(sync_engine: Engine, synchronous: str, begin: str = "BEGIN") -> None:
     @event.listens_for(sync_engine, "connect")
     def _pragmas(dbapi_conn: Any, _record: Any) -> None:
         # WAL lets the dashboard read while the writer commits; synchronous=FULL makes every
@@ -37,7 +37,7 @@ def _sqlite_setup(sync_engine: Engine, synchronous: str) -> None:
 
     @event.listens_for(sync_engine, "begin")
     def _begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN")
+        conn.exec_driver_sql(begin)
 
 
 def create_engine(settings: Settings, **kwargs: Any) -> AsyncEngine:
@@ -62,7 +62,9 @@ def create_sqlite_writer_engine(settings: Settings) -> Engine:
     url = make_url(settings.database_url).set(drivername="sqlite")
     # One writer thread owns the connection; check_same_thread guards a case that cannot occur.
     engine = sa_create_engine(url, connect_args={"check_same_thread": False}, pool_size=1, max_overflow=0)
-    _sqlite_setup(engine, settings.sqlite_synchronous)
+    # IMMEDIATE takes the write lock at once (waiting up to busy_timeout for another writer),
+    # so the batch never finds the database locked halfway through.
+    _sqlite_setup(engine, settings.sqlite_synchronous, begin="BEGIN IMMEDIATE")
     return engine
 
 

@@ -8,16 +8,19 @@ back its own savepoint: the message is kept as ``failed`` with the error, and th
 
 from __future__ import annotations
 
+import functools
 import logging
 import secrets
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 import msgspec
-from sqlalchemy import Connection, Table, insert, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Connection, Table, bindparam, insert, select, update
 
+from app.db.dialect import insert_for
 from app.db.models import Contact, FlowEvent, InboundMessage, OutboxMessage, utcnow
 from app.flows.kinds.base import Context, Inbound, Outcome
 from app.flows.loader import FlowSet, LoadedFlow
@@ -37,6 +40,82 @@ _INBOUND_COLUMNS = (
 )
 
 
+@dataclass
+class _Decisions:
+    """Event rows and status changes of one batch, written with one statement each at the end.
+
+    Only the flows' own effects and their replies are written message by message (inside each
+    message's SAVEPOINT); the bookkeeping every message needs goes in bulk, which is what keeps
+    the MO path fast when every message is a vote.
+    """
+
+    now: datetime
+    events: list[dict[str, Any]] = field(default_factory=list)
+    finishes: list[dict[str, Any]] = field(default_factory=list)
+    replies: list[dict[str, Any]] = field(default_factory=list)
+    reply_of_event: dict[int, int] = field(default_factory=dict)  # event index → replies index
+
+    def record(
+        self, msg: Inbound, flow: LoadedFlow | None, outcome: Outcome, reply: dict[str, Any] | None
+    ) -> None:
+        detail = msgspec.json.encode(outcome.variables).decode() if outcome.variables else None
+        if reply is not None:
+            self.reply_of_event[len(self.events)] = len(self.replies)
+            self.replies.append(reply)
+        self.events.append(
+            {
+                "inbound_id": msg.id,
+                "sender": msg.sender,
+                "flow_id": flow.id if flow else None,
+                "flow_hash": flow.hash if flow else None,
+                "outcome": outcome.name,
+                "detail": detail,
+                "reply_id": None,
+                "created_at": self.now,
+            }
+        )
+        self.finish(msg, flow.id if flow else None, outcome.status, None)
+
+    def finish(self, msg: Inbound, flow_id: str | None, status: str, error: str | None) -> None:
+        self.finishes.append(
+            {"b_id": msg.id, "b_status": status, "b_flow": flow_id, "b_at": self.now, "b_error": error}
+        )
+
+    def write(self, conn: Connection) -> None:
+        if self.replies:
+            ids = conn.scalars(
+                insert(OutboxMessage).returning(OutboxMessage.id, sort_by_parameter_order=True), self.replies
+            ).all()
+            for event, reply in self.reply_of_event.items():
+                self.events[event]["reply_id"] = ids[reply]
+        if self.events:
+            conn.execute(insert(FlowEvent), self.events)
+        if self.finishes:
+            conn.execute(_FINISH, self.finishes)
+
+
+_FINISH = (
+    update(InboundMessage)
+    .where(InboundMessage.id == bindparam("b_id"))
+    .values(
+        status=bindparam("b_status"),
+        flow_id=bindparam("b_flow"),
+        processed_at=bindparam("b_at"),
+        error=bindparam("b_error"),
+    )
+)
+
+
+_PENDING = (
+    select(*_INBOUND_COLUMNS, InboundMessage.status)
+    .where(
+        InboundMessage.sms_id.in_(bindparam("sms_ids", expanding=True)),
+        InboundMessage.status.in_(bindparam("statuses", expanding=True)),
+    )
+    .order_by(InboundMessage.id)
+)
+
+
 def process_new(
     conn: Connection,
     flows: FlowSet,
@@ -45,55 +124,71 @@ def process_new(
     only_flow: str | None = None,
 ) -> dict[str, str]:
     """Run flows over the given messages that are in one of ``statuses``; returns sms_id → status."""
-    rows = conn.execute(
-        select(*_INBOUND_COLUMNS, InboundMessage.status)
-        .where(InboundMessage.sms_id.in_(sms_ids), InboundMessage.status.in_(statuses))
-        .order_by(InboundMessage.id)
-    ).all()
+    rows = conn.execute(_PENDING, {"sms_ids": list(sms_ids), "statuses": list(statuses)}).all()
     if not rows:
         return {}
-    now = utcnow()
+    decisions = _Decisions(utcnow())
     # A replayed message was counted when it first came in; only new ones add to their contact.
     fresh = [r.sender for r in rows if r.status == "received"]
     if fresh:
-        _touch_contacts(conn, fresh, now)
+        _touch_contacts(conn, fresh, decisions.now)
     results = {}
     for row in rows:
         msg = Inbound(row.id, row.sms_id, row.number, row.sender, row.text, row.time, row.ext_id)
-        results[msg.sms_id] = process_one(conn, flows, msg, now, only_flow=only_flow)
+        results[msg.sms_id] = _process_one(conn, flows, msg, decisions, only_flow)
+    decisions.write(conn)
     return results
 
 
-def process_one(
-    conn: Connection, flows: FlowSet, msg: Inbound, now: datetime, only_flow: str | None = None
+def _process_one(
+    conn: Connection, flows: FlowSet, msg: Inbound, decisions: _Decisions, only_flow: str | None
 ) -> str:
     folded = words(msg.text)
+    now = decisions.now
+    if not flows.conversational:
+        # Without conversations routing needs no database: unmatched messages cost nothing here.
+        chosen, ctx = _route(conn, flows, msg, folded, now)
+        if only_flow is not None and (chosen is None or chosen.id != only_flow):
+            return "skipped"
+        if chosen is None:
+            decisions.record(msg, None, _UNMATCHED, None)
+            return "ignored"
     try:
-        with conn.begin_nested():
-            chosen, ctx = _route(conn, flows, msg, folded, now)
-            if only_flow is not None and (chosen is None or chosen.id != only_flow):
-                return "skipped"  # a replay of one flow leaves other flows' messages as they were
-            if chosen is None:
-                _finish(conn, msg, None, "ignored", now)
-                _event(conn, msg, None, Outcome("unmatched", status="ignored"), None, now)
-                return "ignored"
+        with _savepoint(conn):
+            if flows.conversational:
+                chosen, ctx = _route(conn, flows, msg, folded, now)
+                if only_flow is not None and (chosen is None or chosen.id != only_flow):
+                    return "skipped"  # a replay of one flow leaves other flows' messages as they were
+                if chosen is None:
+                    decisions.record(msg, None, _UNMATCHED, None)
+                    return "ignored"
+            assert chosen is not None
             d = chosen.definition
-            outcome = (
-                d.handle(ctx) if d.is_open(msg.sent_at) or ctx.conversation is not None else d.closed(ctx)
-            )
-            reply_id = _queue_reply(conn, chosen, outcome, ctx)
-            _event(conn, msg, chosen, outcome, reply_id, now)
-            _finish(conn, msg, chosen.id, outcome.status, now)
-            return outcome.status
+            open_now = d.is_open(msg.sent_at) or ctx.conversation is not None
+            outcome = d.handle(ctx) if open_now else d.closed(ctx)
+            reply = _reply_row(chosen, outcome, ctx)
     except Exception as exc:  # the flow's own effects are rolled back; the message is kept
         log.exception("flow failed on MO %s", msg.sms_id)
-        error = f"{exc.__class__.__name__}: {exc}"[:2000]
-        conn.execute(
-            update(InboundMessage)
-            .where(InboundMessage.id == msg.id)
-            .values(status="failed", error=error, processed_at=now)
-        )
+        decisions.finish(msg, None, "failed", f"{exc.__class__.__name__}: {exc}"[:2000])
         return "failed"
+    decisions.record(msg, chosen, outcome, reply)
+    return outcome.status
+
+
+_UNMATCHED = Outcome("unmatched", status="ignored")
+
+
+@contextmanager
+def _savepoint(conn: Connection) -> Iterator[None]:
+    """A SAVEPOINT for one message, said directly: SQLAlchemy's own costs two compilations a message."""
+    conn.exec_driver_sql("SAVEPOINT smsflows_message")
+    try:
+        yield
+    except BaseException:
+        conn.exec_driver_sql("ROLLBACK TO SAVEPOINT smsflows_message")
+        conn.exec_driver_sql("RELEASE SAVEPOINT smsflows_message")
+        raise
+    conn.exec_driver_sql("RELEASE SAVEPOINT smsflows_message")
 
 
 def _route(
@@ -143,7 +238,8 @@ def _pick(matched: list[LoadedFlow], at: datetime) -> LoadedFlow | None:
     return min(matched, key=distance)
 
 
-def _queue_reply(conn: Connection, flow: LoadedFlow, outcome: Outcome, ctx: Context) -> int | None:
+def _reply_row(flow: LoadedFlow, outcome: Outcome, ctx: Context) -> dict[str, Any] | None:
+    """The outbox row for the flow's reply, rendered now and written with the batch."""
     reply = flow.replies.get(outcome.reply) if outcome.reply else None
     if reply is None:
         return None
@@ -159,8 +255,7 @@ def _queue_reply(conn: Connection, flow: LoadedFlow, outcome: Outcome, ctx: Cont
     text = reply.render(variables)
     if not text:
         return None
-    return queue_message(
-        conn,
+    return outbox_row(
         to=ctx.msg.sender,
         text=text,
         from_number=ctx.msg.number,
@@ -168,6 +263,31 @@ def _queue_reply(conn: Connection, flow: LoadedFlow, outcome: Outcome, ctx: Cont
         inbound_id=ctx.msg.id,
         now=ctx.now,
     )
+
+
+def outbox_row(
+    *,
+    to: str,
+    text: str,
+    from_number: str | None,
+    flow: LoadedFlow | None,
+    inbound_id: int | None,
+    now: datetime,
+) -> dict[str, Any]:
+    m = measure(text)
+    return {
+        "ext_id": secrets.token_hex(16),
+        "to_number": to,
+        "from_number": from_number,
+        "text": text,
+        "encoding": m.encoding,
+        "parts": m.parts,
+        "status": "queued",
+        "flow_id": flow.id if flow else None,
+        "flow_hash": flow.hash if flow else None,
+        "inbound_id": inbound_id,
+        "created_at": now,
+    }
 
 
 def queue_message(
@@ -180,73 +300,29 @@ def queue_message(
     inbound_id: int | None,
     now: datetime,
 ) -> int:
-    """Put one message in the outbox; the sender picks it up after this transaction commits."""
-    m = measure(text)
-    result = conn.execute(
-        insert(OutboxMessage).returning(OutboxMessage.id),
-        {
-            "ext_id": secrets.token_hex(16),
-            "to_number": to,
-            "from_number": from_number,
-            "text": text,
-            "encoding": m.encoding,
-            "parts": m.parts,
-            "status": "queued",
-            "flow_id": flow.id if flow else None,
-            "flow_hash": flow.hash if flow else None,
-            "inbound_id": inbound_id,
-            "created_at": now,
-        },
-    )
-    return int(result.scalar_one())
-
-
-def _event(
-    conn: Connection,
-    msg: Inbound,
-    flow: LoadedFlow | None,
-    outcome: Outcome,
-    reply_id: int | None,
-    now: datetime,
-) -> None:
-    detail = msgspec.json.encode(outcome.variables).decode() if outcome.variables else None
-    conn.execute(
-        insert(FlowEvent),
-        {
-            "inbound_id": msg.id,
-            "sender": msg.sender,
-            "flow_id": flow.id if flow else None,
-            "flow_hash": flow.hash if flow else None,
-            "outcome": outcome.name,
-            "detail": detail,
-            "reply_id": reply_id,
-            "created_at": now,
-        },
-    )
-
-
-def _finish(conn: Connection, msg: Inbound, flow_id: str | None, status: str, now: datetime) -> None:
-    conn.execute(
-        update(InboundMessage)
-        .where(InboundMessage.id == msg.id)
-        .values(status=status, flow_id=flow_id, processed_at=now, error=None)
-    )
+    """Put one message in the outbox now; the sender picks it up after this transaction commits."""
+    row = outbox_row(to=to, text=text, from_number=from_number, flow=flow, inbound_id=inbound_id, now=now)
+    return int(conn.execute(insert(OutboxMessage).returning(OutboxMessage.id), row).scalar_one())
 
 
 def _touch_contacts(conn: Connection, phones: list[str], now: datetime) -> None:
     counts: dict[str, int] = {}
     for p in phones:
         counts[p] = counts.get(p, 0) + 1
-    table: Table = Contact.__table__  # type: ignore[assignment]
-    stmt = postgresql.insert(table) if conn.dialect.name == "postgresql" else sqlite.insert(table)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=["phone"],
-        set_={"last_seen": stmt.excluded.last_seen, "messages": table.c.messages + stmt.excluded.messages},
-    )
     conn.execute(
-        stmt,
+        _contacts_upsert(conn.dialect.name),
         [
             {"phone": p, "first_seen": now, "last_seen": now, "messages": n, "opted_out_at": None}
             for p, n in counts.items()
         ],
+    )
+
+
+@functools.cache  # built once per dialect: ``excluded`` costs a proxy per column each time
+def _contacts_upsert(dialect: str) -> Any:
+    table: Table = Contact.__table__  # type: ignore[assignment]
+    stmt = insert_for(dialect, table)
+    return stmt.on_conflict_do_update(
+        index_elements=["phone"],
+        set_={"last_seen": stmt.excluded.last_seen, "messages": table.c.messages + stmt.excluded.messages},
     )

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -19,10 +20,10 @@ from datetime import datetime
 from typing import Any, Literal
 
 from sqlalchemy import Connection, Engine, Table, insert
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app.db.dialect import insert_for
 from app.db.models import InboundMessage, QuarantinedRequest
 from app.errors import DatabaseUnavailable
 from app.flows.engine import process_new
@@ -156,16 +157,34 @@ class GroupWriter:
         messages = _merge_duplicates([j.row for j in batch if j.kind == "message"])
         quarantined = [j.row for j in batch if j.kind == "quarantine"]
         if self._sync_engine is not None:
-            loop = asyncio.get_running_loop()
-            await loop.run_in_executor(self._thread, self._write_in_thread, messages, quarantined)
+            await self._write_sqlite(messages, quarantined)
             return
         async with self._engine.begin() as conn:
             await conn.run_sync(self._transaction, messages, quarantined)
 
-    def _write_in_thread(self, messages: list[dict[str, Any]], quarantined: list[dict[str, Any]]) -> None:
+    async def _write_sqlite(self, messages: list[dict[str, Any]], quarantined: list[dict[str, Any]]) -> None:
+        """Lock and commit in the writer thread; do the work itself on the event loop.
+
+        Taking the write lock (BEGIN IMMEDIATE) may wait for another process and the commit
+        waits for fsync: both block, so they run in the thread. The statements in between are
+        pure CPU, and running them here spares the GIL hand-offs a second busy thread costs.
+        """
         assert self._sync_engine is not None
-        with self._sync_engine.begin() as conn:
+        loop = asyncio.get_running_loop()
+        conn = await loop.run_in_executor(self._thread, self._begin)
+        try:
             self._transaction(conn, messages, quarantined)
+            await loop.run_in_executor(self._thread, conn.commit)
+        except BaseException:
+            await loop.run_in_executor(self._thread, _close, conn)
+            raise
+        conn.close()
+
+    def _begin(self) -> Connection:
+        assert self._sync_engine is not None
+        conn = self._sync_engine.connect()
+        conn.begin()
+        return conn
 
     def _transaction(
         self, conn: Connection, messages: list[dict[str, Any]], quarantined: list[dict[str, Any]]
@@ -214,9 +233,10 @@ def _merge_duplicates(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return list(merged.values())
 
 
+@functools.cache  # built once per dialect: ``excluded`` costs a proxy per column each time
 def upsert_statement(dialect: str) -> Any:
     """INSERT of inbound rows where a known sms_id only adds to its delivery count."""
-    stmt = postgresql.insert(INBOUND) if dialect == "postgresql" else sqlite.insert(INBOUND)
+    stmt = insert_for(dialect, INBOUND)
     return stmt.on_conflict_do_update(
         index_elements=["sms_id"],
         set_={
@@ -224,6 +244,14 @@ def upsert_statement(dialect: str) -> Any:
             "last_received_at": stmt.excluded.last_received_at,
         },
     )
+
+
+def _close(conn: Connection) -> None:
+    """Roll back and hand the connection back, whatever state a failed batch left it in."""
+    try:
+        conn.rollback()
+    finally:
+        conn.close()
 
 
 def _fail(batch: Sequence[_Job], exc: BaseException) -> None:

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import msgspec
 from sqlalchemy import Connection, func, select
 
-from app.db.models import FlowEvent
+from app.db.models import FlowEvent, OutboxMessage
 from app.flows.kinds.base import Context, Flow, Outcome
 
 
@@ -37,14 +37,15 @@ class FallbackFlow(Flow, frozen=True, kw_only=True, tag="fallback"):
 
     def handle(self, ctx: Context) -> Outcome:
         since = ctx.now - timedelta(minutes=self.fallback.min_interval_minutes)
+        # Judged by what we queued to this phone, which is written at once (events are
+        # written at the end of the batch, so two messages in one batch would both pass).
         recent = ctx.conn.scalar(
             select(func.count())
-            .select_from(FlowEvent)
+            .select_from(OutboxMessage)
             .where(
-                FlowEvent.sender == ctx.msg.sender,
-                FlowEvent.flow_id == self.id,
-                FlowEvent.outcome == "replied",
-                FlowEvent.created_at >= since,
+                OutboxMessage.to_number == ctx.msg.sender,
+                OutboxMessage.flow_id == self.id,
+                OutboxMessage.created_at >= since,
             )
         )
         if recent:

@@ -13,9 +13,9 @@ from typing import Any, Literal
 
 import msgspec
 from sqlalchemy import Connection, Table, func, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 
 from app.db.campaign_models import Conversation, Subscription
+from app.db.dialect import insert_for
 from app.db.models import Contact
 from app.flows.kinds.base import Context, Flow, Outcome
 from app.flows.matching import fold, within_one_edit
@@ -118,7 +118,7 @@ class OptoutFlow(Flow, frozen=True, kw_only=True, tag="optout"):
 
 def _mark_opted_out(conn: Connection, phone: str, at: datetime, now: datetime) -> None:
     """Set the STOP mark (keeping the first one), creating the contact if it was never seen."""
-    stmt = postgresql.insert(CONTACTS) if conn.dialect.name == "postgresql" else sqlite.insert(CONTACTS)
+    stmt = insert_for(conn.dialect.name, CONTACTS)
     stmt = stmt.on_conflict_do_update(
         index_elements=["phone"],
         set_={"opted_out_at": func.coalesce(CONTACTS.c.opted_out_at, stmt.excluded.opted_out_at)},

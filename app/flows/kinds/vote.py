@@ -9,12 +9,14 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 import msgspec
-from sqlalchemy import Connection, func, insert, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Connection, Table, func, select, update
 
 from app.db.campaign_models import Vote
+from app.db.dialect import insert_unless_taken
 from app.flows.kinds.base import Context, Flow, Outcome
 from app.flows.matching import fold
+
+VOTES: Table = Vote.__table__  # type: ignore[assignment]
 
 
 class VoteSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -46,7 +48,21 @@ class VoteSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             raise ValueError('on_repeat: "replace" works with per_sender = 1 only')
 
     def aliases(self) -> dict[str, str]:
-        return {fold(a): option for option, aliases in self.options.items() for a in [option, *aliases]}
+        return _aliases(self)
+
+
+_ALIASES: dict[int, tuple[VoteSpec, dict[str, str]]] = {}
+
+
+def _aliases(spec: VoteSpec) -> dict[str, str]:
+    """Folded alias → option, worked out once per loaded flow rather than once per vote."""
+    cached = _ALIASES.get(id(spec))
+    if cached is None or cached[0] is not spec:
+        if len(_ALIASES) > 256:  # old flow sets after many reloads
+            _ALIASES.clear()
+        table = {fold(a): option for option, aliases in spec.options.items() for a in [option, *aliases]}
+        cached = _ALIASES[id(spec)] = (spec, table)
+    return cached[1]
 
 
 class VoteReplies(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -65,16 +81,17 @@ class VoteFlow(Flow, frozen=True, kw_only=True, tag="vote"):
         choice = self.vote.aliases().get(ctx.args[0]) if ctx.args else None
         if choice is None:
             return Outcome("invalid", reply="invalid", variables=self._vars(None))
+        if self.vote.per_sender == 1 and insert_unless_taken(ctx.conn, VOTES, self._row(ctx, choice, seq=1)):
+            # The common case costs one statement: the unique key says whether it is the first.
+            return Outcome("accepted", reply="accepted", variables=self._vars(choice, 1))
         mine = ctx.conn.execute(
             select(Vote.id, Vote.option)
             .where(Vote.flow_id == self.id, Vote.sender == ctx.msg.sender)
             .order_by(Vote.seq)
         ).all()
         if len(mine) < self.vote.per_sender:
-            try:
-                with ctx.conn.begin_nested():
-                    ctx.conn.execute(insert(Vote), [self._row(ctx, choice, seq=len(mine) + 1)])
-            except IntegrityError:  # another process took this seq a moment ago
+            if not insert_unless_taken(ctx.conn, VOTES, self._row(ctx, choice, seq=len(mine) + 1)):
+                # another process took this seq a moment ago
                 return Outcome("repeat", reply="repeat", variables=self._vars(choice, len(mine)))
             return Outcome("accepted", reply="accepted", variables=self._vars(choice, len(mine) + 1))
         if self.vote.on_repeat == "replace":
