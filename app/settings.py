@@ -37,6 +37,13 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     mobitex_password: str | None = None
     mobitex_from: str | None = None
     mobitex_url: str = "https://api.mobitex.pl/sms.php"
+    send_mode: Literal["auto", "mobitex", "dry-run"] = "auto"
+    dispatcher: bool = True
+    send_rate: float = 20.0
+    send_rate_per_number: float = 1.0
+    send_max_age: int = 3600
+    send_lease: int = 60
+    action_secret: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("mo_allowed_ips", "trusted_proxies"):
@@ -50,7 +57,16 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
                     ) from None
         if not self.mo_path.startswith("/"):
             raise SettingsError(f"{PREFIX}MO_PATH: {self.mo_path!r} must start with '/' (e.g. /mobitex/mo)")
-        for name in ("mo_max_body", "mo_max_text", "writer_batch_max", "port"):
+        for name in (
+            "mo_max_body",
+            "mo_max_text",
+            "writer_batch_max",
+            "port",
+            "send_rate",
+            "send_rate_per_number",
+            "send_max_age",
+            "send_lease",
+        ):
             if getattr(self, name) <= 0:
                 raise SettingsError(f"{PREFIX}{name.upper()}: expected a positive integer")
         if not self.database_url.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
@@ -78,6 +94,13 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         return tuple(ipaddress.ip_network(v, strict=False) for v in self.trusted_proxies)
 
     @property
+    def sends_for_real(self) -> bool:
+        """``auto`` sends through Mobitex once credentials are set, and records dry runs until then."""
+        if self.send_mode == "auto":
+            return bool(self.mobitex_user and self.mobitex_password)
+        return self.send_mode == "mobitex"
+
+    @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
 
@@ -90,7 +113,7 @@ def _hide_password(url: str) -> str:
     return f"{scheme}://{credentials.split(':', 1)[0]}:***@{host}"
 
 
-_SECRETS = frozenset({"mobitex_password", "api_token"})
+_SECRETS = frozenset({"mobitex_password", "api_token", "action_secret"})
 _LISTS = frozenset({"mo_allowed_ips", "trusted_proxies"})
 
 
@@ -132,6 +155,8 @@ def load_settings(environ: Mapping[str, str] | None = None, env_file: Path | Non
             raw[name] = None
         elif name in ("log_level", "sqlite_synchronous"):
             raw[name] = value.upper()
+        elif name == "send_mode":
+            raw[name] = value.lower()
         else:
             raw[name] = value
     try:

@@ -85,6 +85,9 @@ class InboundMessage(Base):
     error: Mapped[str | None] = mapped_column(Text)
     flow_id: Mapped[str | None] = mapped_column(String(64), doc="the flow that acted on it")
     processed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # S1 replies: the outbound message this one answers, found by our ext_id or Mobitex's Id.
+    reply_to_id: Mapped[int | None] = mapped_column(BigInteger)
+    correlation: Mapped[str | None] = mapped_column(String(16), doc="matched / unmatched, when ext_id is set")
 
 
 class QuarantinedRequest(Base):
@@ -128,6 +131,8 @@ class OutboxMessage(Base):
         Index("ix_outbox_status", "status", "id"),
         Index("ix_outbox_inbound", "inbound_id"),
         Index("ix_outbox_to", "to_number", "id"),
+        Index("ix_outbox_due", "status", "next_attempt_at"),
+        Index("ix_outbox_mobitex_id", "mobitex_id"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
@@ -142,6 +147,24 @@ class OutboxMessage(Base):
     flow_hash: Mapped[str | None] = mapped_column(String(16))
     inbound_id: Mapped[int | None] = mapped_column(BigInteger)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # Sending (the dispatcher): attempts, backoff, the lease of the worker that claimed it.
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    claimed_by: Mapped[str | None] = mapped_column(String(64))
+    claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    mobitex_id: Mapped[str | None] = mapped_column(String(32), doc="Mobitex's Id from the sms.php answer")
+    mobitex_type: Mapped[str | None] = mapped_column(String(16))
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Messages sent by applications (S1): what an answer to it means and until when.
+    tag: Mapped[str | None] = mapped_column(String(64))
+    data: Mapped[str | None] = mapped_column(Text, doc="JSON the application attached")
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    idempotency_key: Mapped[str | None] = mapped_column(String(128), unique=True)
+    answer: Mapped[str | None] = mapped_column(
+        String(32), doc="what the phone's answer meant, e.g. confirmed"
+    )
+    answered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class FlowEvent(Base):
@@ -163,3 +186,30 @@ class FlowEvent(Base):
     detail: Mapped[str | None] = mapped_column(Text, doc="JSON: what the flow decided and why")
     reply_id: Mapped[int | None] = mapped_column(BigInteger, doc="the outbox message it queued")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+ACTION_STATUSES = ("pending", "delivered", "failed")
+
+
+class SendBackAction(Base):
+    """A POST to an application's URL about an answer, retried like the outbox until it lands."""
+
+    __tablename__ = "send_back_actions"
+    __table_args__ = (
+        CheckConstraint(f"status IN {ACTION_STATUSES!r}", name="ck_action_status"),
+        Index("ix_action_due", "status", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    outbox_id: Mapped[int | None] = mapped_column(BigInteger, doc="the message that was answered")
+    inbound_id: Mapped[int | None] = mapped_column(BigInteger, doc="the answer")
+    flow_id: Mapped[str | None] = mapped_column(String(64))
+    url: Mapped[str] = mapped_column(Text)
+    payload: Mapped[str] = mapped_column(Text, doc="the JSON body, exactly as signed and sent")
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
