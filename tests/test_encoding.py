@@ -213,3 +213,16 @@ def test_measurement_is_consistent(text: str) -> None:
     assert (measured.parts == 1) == (measured.length <= measured.per_part)
     assert measured.length <= measured.parts * measured.per_part
     assert measured.fits == (measured.parts <= 3)
+
+
+def test_shorten_to_parts_cuts_with_an_ellipsis_to_fit() -> None:
+    from app.mobitex.encoding import shorten_to_parts
+
+    assert shorten_to_parts("krótko", 1) == "krótko"
+    long_gsm = "a" * 400
+    cut = shorten_to_parts(long_gsm, 1)
+    assert cut.endswith("...") and measure(cut).parts == 1 and len(cut) == 160
+    polish = "ż" * 300
+    cut = shorten_to_parts(polish, 2)
+    assert cut.endswith("…") and measure(cut).parts == 2
+    assert shorten_to_parts("b" * 1000, 3).endswith("...") and measure(shorten_to_parts("b" * 1000, 3)).fits

@@ -73,3 +73,15 @@ async def test_flow_that_raises_marks_the_message_failed_and_keeps_it(
         )
     assert rows == {failed["sms_id"]: "failed", ok["sms_id"]: "ignored"}
     assert "ZeroDivisionError" in error
+
+
+async def test_reply_echoing_a_long_message_is_cut_to_max_parts(database_url: str, tmp_path: Path) -> None:
+    echo = INFO.replace(
+        "Cześć {{ sender }}! Wyślij GLOS A lub GLOS B na {{ number }}.", "Napisałeś: {{ text }}"
+    )
+    flows = write_flows(tmp_path / "flows", info=echo.replace("transliterate = true\n", "max_parts = 1\n"))
+    async with running(make_settings(database_url, flows_dir=str(flows))) as svc:
+        await send_mo(svc, text="INFO " + "bardzo długa wiadomość " * 20, sender="48600777888")
+        text, parts = (await svc.rows("SELECT text, parts FROM outbox"))[0]
+    assert parts == 1
+    assert text.startswith("Napisałeś: INFO bardzo długa") and text.endswith("…")

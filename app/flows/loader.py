@@ -5,6 +5,7 @@ A FlowSet is built whole or not at all: one broken file means the running set st
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 import tomllib
@@ -18,7 +19,7 @@ from app.errors import FlowFileError
 from app.flows.kinds import KINDS, kind_names
 from app.flows.kinds.base import Flow
 from app.flows.matching import ANY_NUMBER, KeywordIndex, fold
-from app.flows.templates import COMMON_SAMPLE, Reply
+from app.flows.templates import CLOSED_SAMPLE, COMMON_SAMPLE, Reply
 from app.mobitex.encoding import SmsEncoding
 from app.mobitex.mo_form import normalise_number
 
@@ -49,10 +50,17 @@ class LoadedFlow:
     def sample(self) -> dict[str, Any]:
         return {
             **COMMON_SAMPLE,
+            **CLOSED_SAMPLE,
             "flow": self.id,
             "flow_name": self.definition.name or self.id,
             **self.definition.sample(),
         }
+
+    @functools.cached_property
+    def blanks(self) -> dict[str, Any]:
+        """Every variable ``flows check`` knows, empty: a reply that passed the check never meets
+        an undefined variable because its outcome did not set one another reply uses."""
+        return dict.fromkeys(self.sample(), "")
 
     def check_replies(self) -> dict[str, SmsEncoding]:
         sample = self.sample()
@@ -65,9 +73,15 @@ class FlowSet:
     index: KeywordIndex[LoadedFlow] = field(default_factory=KeywordIndex)
     fallbacks: dict[str, LoadedFlow] = field(default_factory=dict)
     conversational: bool = False
+    answers: dict[str, LoadedFlow] = field(default_factory=dict)  # tag → the flow taking its answers
 
     def fallback_for(self, number: str) -> LoadedFlow | None:
         return self.fallbacks.get(number) or self.fallbacks.get(ANY_NUMBER)
+
+    def answer_flow(self, tag: str, number: str) -> LoadedFlow | None:
+        """The flow that takes answers to messages sent with ``tag``, arriving on ``number``."""
+        flow = self.answers.get(tag)
+        return flow if flow is not None and (ANY_NUMBER in flow.numbers or number in flow.numbers) else None
 
 
 def parse_flow(path: Path, raw: bytes) -> LoadedFlow:
@@ -137,6 +151,10 @@ def build(flows: list[LoadedFlow]) -> FlowSet:
                 if n in fs.fallbacks:
                     errors.append(f"{f.path}: numbers: {n} already has the fallback {fs.fallbacks[n].path}")
                 fs.fallbacks[n] = f
+        if (tag := f.definition.answer_tag()) is not None:
+            if tag in fs.answers:
+                errors.append(f"{f.path}: reply.tag: {tag!r} is already taken by {fs.answers[tag].path}")
+            fs.answers[tag] = f
         for kw in f.keywords:
             fs.index.add(f.numbers, kw, f, typo_tolerant=f.definition.typo_tolerance and len(kw) >= 5)
     errors.extend(_conflicts(fs))

@@ -23,6 +23,9 @@ COMMON_SAMPLE: dict[str, Any] = {
     "flow_name": "Example",
 }
 
+# Variables of the ``closed`` reply every kind can send (see Flow.closed).
+CLOSED_SAMPLE: dict[str, Any] = {"opens": "2026-12-01 20:00", "closes": "2026-12-01 22:00", "not_yet": False}
+
 
 class Reply:
     """A compiled reply template and how to turn it into SMS text."""

@@ -129,6 +129,26 @@ def transliterate(text: str) -> str:
     return text.translate(_TRANSLITERATION)
 
 
+def shorten_to_parts(text: str, max_parts: int = MAX_PARTS) -> str:
+    """``text`` cut (ending in "…", or "..." in GSM-7) so that it fits ``max_parts`` parts."""
+    if measure(text).parts <= max_parts and measure(text).fits:
+        return text
+    lo, hi = 0, len(text)
+    while lo < hi:  # the longest prefix that still fits with its ellipsis
+        mid = (lo + hi + 1) // 2
+        candidate = _with_ellipsis(text[:mid])
+        m = measure(candidate)
+        if m.parts <= max_parts and m.fits:
+            lo = mid
+        else:
+            hi = mid - 1
+    return _with_ellipsis(text[:lo])
+
+
+def _with_ellipsis(text: str) -> str:
+    return text.rstrip() + ("..." if is_gsm7(text) else "…")
+
+
 def check_fits(text: str, max_parts: int = MAX_PARTS) -> SmsEncoding:
     """Measure ``text`` and raise :class:`MessageTooLong` if it needs more than ``max_parts`` parts.
 

@@ -34,6 +34,11 @@ class VoteSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         for option, aliases in self.options.items():
             for alias in [option, *aliases]:
                 key = fold(alias)
+                if " " in alias.strip():
+                    raise ValueError(
+                        f"options.{option}: alias {alias!r} must be one word "
+                        "(only the word after the keyword is compared)"
+                    )
                 if not key:
                     raise ValueError(f"options.{option}: alias {alias!r} has no letters or digits")
                 if owner.get(key, option) != option:
