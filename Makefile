@@ -15,11 +15,23 @@ $(BIN)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet -e ".[dev]"
 	@touch $@
 
-# Local development: the loopback address may post MO messages (so `smsflows simulate` works)
-# and the API answers to the token "dev". Production sets its own SMSFLOWS_* values.
+# Local development: the service answers on $(PORT) and sends through a fake Mobitex gateway on
+# $(FAKE_PORT) (`smsflows fake-mobitex`), which plays the phones too: their answers come back to the
+# webhook. The loopback address may post MO messages (so `smsflows simulate` works) and the API
+# answers to the token "dev". Production sets its own SMSFLOWS_* values.
+FAKE_PORT ?= 8099
+
 run: $(BIN)/.installed
+	@$(BIN)/smsflows fake-mobitex --host 127.0.0.1 --port $(FAKE_PORT) \
+		--webhook http://127.0.0.1:$(PORT)/mobitex/mo --retry-interval 10 & fake=$$!; \
+	trap 'kill $$fake 2>/dev/null' EXIT INT TERM; \
 	SMSFLOWS_MO_ALLOWED_IPS="$${SMSFLOWS_MO_ALLOWED_IPS:-127.0.0.1,213.5.10.19,213.5.10.22}" \
 	SMSFLOWS_API_TOKEN="$${SMSFLOWS_API_TOKEN:-dev}" \
+	SMSFLOWS_MOBITEX_URL="$${SMSFLOWS_MOBITEX_URL:-http://127.0.0.1:$(FAKE_PORT)/sms.php}" \
+	SMSFLOWS_MOBITEX_USER="$${SMSFLOWS_MOBITEX_USER:-smsflows}" \
+	SMSFLOWS_MOBITEX_PASSWORD="$${SMSFLOWS_MOBITEX_PASSWORD:-smsflows}" \
+	SMSFLOWS_MOBITEX_FROM="$${SMSFLOWS_MOBITEX_FROM:-70120}" \
+	SMSFLOWS_ACTION_SECRET="$${SMSFLOWS_ACTION_SECRET:-dev-secret}" \
 	$(BIN)/smsflows serve --host $(HOST) --port $(PORT)
 
 # pytest's exit code 5 means "no tests collected", which is not a failure of the code.

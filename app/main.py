@@ -19,6 +19,7 @@ from app import __version__
 from app.api.flows import FlowsController
 from app.api.health import health, ready
 from app.api.inbound import InboundController
+from app.api.messages import MessagesController
 from app.api.outbox import OutboxController
 from app.db.engine import create_engine, create_sqlite_writer_engine, session_factory
 from app.db.migrate import is_current, upgrade
@@ -26,6 +27,8 @@ from app.errors import MigrationsPending
 from app.flows.live import LiveFlows
 from app.ingest.webhook import mo_webhook
 from app.ingest.writer import GroupWriter
+from app.outbox.actions import ActionDeliverer
+from app.outbox.dispatcher import Dispatcher
 from app.settings import Settings, load_settings
 
 log = logging.getLogger("smsflows")
@@ -68,10 +71,22 @@ def create_app(settings: Settings) -> Litestar:
             flows = LiveFlows(Path(settings.flows_dir))
             log.info("%d flow(s) loaded from %s", len(flows.current.flows), settings.flows_dir)
             writer_engine = create_sqlite_writer_engine(settings) if settings.is_sqlite else None
+            # Sends the outbox from this process; `smsflows worker` runs more, or alone (dispatcher off).
+            dispatcher = Dispatcher(engine, settings) if settings.dispatcher else None
             writer = GroupWriter(
-                engine, settings.writer_batch_max, flows=lambda: flows.current, sync_engine=writer_engine
+                engine,
+                settings.writer_batch_max,
+                flows=lambda: flows.current,
+                sync_engine=writer_engine,
+                on_commit=dispatcher.wake if dispatcher else None,
             )
             await writer.start()
+            if dispatcher is not None:
+                await dispatcher.start()
+            actions = ActionDeliverer(engine, settings) if settings.dispatcher else None
+            if actions is not None:
+                await actions.start()
+            app.state.dispatcher = dispatcher
             app.state.engine, app.state.writer, app.state.flows = engine, writer, flows
             _reload_on_sighup(flows)
             app.state.sessions = session_factory(engine)
@@ -79,6 +94,10 @@ def create_app(settings: Settings) -> Litestar:
             try:
                 yield
             finally:
+                if actions is not None:
+                    await actions.stop()
+                if dispatcher is not None:
+                    await dispatcher.stop()
                 await writer.stop()
                 if writer_engine is not None:
                     writer_engine.dispose()
@@ -93,6 +112,7 @@ def create_app(settings: Settings) -> Litestar:
             InboundController,
             FlowsController,
             OutboxController,
+            MessagesController,
         ],
         dependencies={
             "db_session": Provide(_db_session),

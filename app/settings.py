@@ -68,7 +68,8 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             "send_lease",
         ):
             if getattr(self, name) <= 0:
-                raise SettingsError(f"{PREFIX}{name.upper()}: expected a positive integer")
+                kind = "number" if name.startswith("send_rate") else "integer"
+                raise SettingsError(f"{PREFIX}{name.upper()}: expected a positive {kind}")
         if not self.database_url.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
             raise SettingsError(
                 f"{PREFIX}DATABASE_URL: {_hide_password(self.database_url)!r} is not supported; use "

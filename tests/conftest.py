@@ -98,6 +98,7 @@ def make_settings(database_url: str, **overrides: str) -> Settings:
         "SMSFLOWS_API_TOKEN": API_TOKEN,
         "SMSFLOWS_LOG_LEVEL": "WARNING",
         "SMSFLOWS_FLOWS_DIR": str(NO_FLOWS),
+        "SMSFLOWS_DISPATCHER": "false",  # replies stay queued; tests that deliver turn it on
     }
     env.update({f"SMSFLOWS_{k.upper()}": v for k, v in overrides.items()})
     return load_settings(env, None)

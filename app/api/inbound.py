@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
 from litestar import Controller, Request, get, post
 from litestar.datastructures import State
@@ -50,6 +50,10 @@ class InboundController(Controller):
         since: Annotated[
             datetime | None, QueryParameter(description="received at or after (ISO 8601)")
         ] = None,
+        correlation: Annotated[
+            Literal["matched", "unmatched"] | None,
+            QueryParameter(description="answers tied to a sent message by ext_id, or not"),
+        ] = None,
         limit: Limit = 50,
         cursor: Cursor = None,
     ) -> InboundPage:
@@ -62,6 +66,8 @@ class InboundController(Controller):
             query = query.where(InboundMessage.number == normalise_number(number))
         if status:
             query = query.where(InboundMessage.status == status)
+        if correlation:
+            query = query.where(InboundMessage.correlation == correlation)
         if since is not None:
             if since.tzinfo is None:
                 raise ClientException("since needs a timezone, e.g. 2026-12-01T20:00:00+01:00 or ...Z")

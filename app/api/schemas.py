@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 import msgspec
 
-from app.db.models import InboundMessage, OutboxMessage, QuarantinedRequest
+from app.db.models import InboundMessage, OutboxMessage, QuarantinedRequest, SendBackAction
 from app.flows.check import flow_status, window_text
 from app.flows.loader import LoadedFlow
 
@@ -26,6 +27,8 @@ class InboundOut(msgspec.Struct, frozen=True):
     client_ip: str
     charset: str
     error: str | None
+    reply_to_id: int | None  # the sent message this one answers (its ext_id named it)
+    correlation: str | None  # matched / unmatched when it carried an ext_id
 
     @classmethod
     def of(cls, m: InboundMessage) -> InboundOut:
@@ -44,6 +47,8 @@ class InboundOut(msgspec.Struct, frozen=True):
             client_ip=m.client_ip,
             charset=m.charset,
             error=m.error,
+            reply_to_id=m.reply_to_id,
+            correlation=m.correlation,
         )
 
 
@@ -153,6 +158,11 @@ class OutboxOut(msgspec.Struct, frozen=True):
     flow_hash: str | None
     inbound_id: int | None
     created_at: datetime
+    attempts: int
+    last_error: str | None
+    mobitex_id: str | None
+    sent_at: datetime | None
+    next_attempt_at: datetime | None
 
     @classmethod
     def of(cls, m: OutboxMessage) -> OutboxOut:
@@ -170,9 +180,99 @@ class OutboxOut(msgspec.Struct, frozen=True):
             flow_hash=m.flow_hash,
             inbound_id=m.inbound_id,
             created_at=m.created_at,
+            attempts=m.attempts,
+            last_error=m.last_error,
+            mobitex_id=m.mobitex_id,
+            sent_at=m.sent_at,
+            next_attempt_at=m.next_attempt_at,
         )
 
 
 class OutboxPage(msgspec.Struct, frozen=True):
     items: list[OutboxOut]
     next_cursor: str | None
+
+
+class AnswerOut(msgspec.Struct, frozen=True):
+    """An inbound message that answers a sent one."""
+
+    sms_id: str
+    sender: str
+    text: str
+    time: int
+    received_at: datetime
+    status: str
+    flow_id: str | None
+
+    @classmethod
+    def of(cls, m: InboundMessage) -> AnswerOut:
+        return cls(m.sms_id, m.sender, m.text, m.time, m.received_at, m.status, m.flow_id)
+
+
+class ActionOut(msgspec.Struct, frozen=True):
+    """A send-back POST about an answer, and how its delivery goes."""
+
+    id: int
+    url: str
+    status: str  # pending, delivered or failed
+    attempts: int
+    last_error: str | None
+    next_attempt_at: datetime | None
+    created_at: datetime
+    delivered_at: datetime | None
+
+    @classmethod
+    def of(cls, a: SendBackAction) -> ActionOut:
+        return cls(
+            a.id, a.url, a.status, a.attempts, a.last_error, a.next_attempt_at, a.created_at, a.delivered_at
+        )
+
+
+class MessageOut(msgspec.Struct, frozen=True):
+    """A sent (or queued) message, what became of it, and the answers it got."""
+
+    id: int
+    ext_id: str
+    to: str
+    text: str
+    encoding: str
+    parts: int
+    status: str
+    attempts: int
+    last_error: str | None
+    mobitex_id: str | None
+    sent_at: datetime | None
+    created_at: datetime
+    tag: str | None
+    data: dict[str, Any] | None
+    flow_id: str | None
+    expires_at: datetime | None
+    answer: str | None
+    answered_at: datetime | None
+    answers: list[AnswerOut]
+    actions: list[ActionOut]
+
+    @classmethod
+    def of(cls, m: OutboxMessage, answers: list[InboundMessage], actions: list[SendBackAction]) -> MessageOut:
+        return cls(
+            id=m.id,
+            ext_id=m.ext_id,
+            to=m.to_number,
+            text=m.text,
+            encoding=m.encoding,
+            parts=m.parts,
+            status=m.status,
+            attempts=m.attempts,
+            last_error=m.last_error,
+            mobitex_id=m.mobitex_id,
+            sent_at=m.sent_at,
+            created_at=m.created_at,
+            tag=m.tag,
+            data=msgspec.json.decode(m.data) if m.data else None,
+            flow_id=m.flow_id,
+            expires_at=m.expires_at,
+            answer=m.answer,
+            answered_at=m.answered_at,
+            answers=[AnswerOut.of(a) for a in answers],
+            actions=[ActionOut.of(a) for a in actions],
+        )

@@ -65,6 +65,7 @@ class InboundMessage(Base):
         Index("ix_inbound_number", "number", "id"),
         Index("ix_inbound_status", "status", "id"),
         Index("ix_inbound_ext_id", "ext_id"),
+        Index("ix_inbound_reply_to", "reply_to_id"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
@@ -198,6 +199,7 @@ class SendBackAction(Base):
     __table_args__ = (
         CheckConstraint(f"status IN {ACTION_STATUSES!r}", name="ck_action_status"),
         Index("ix_action_due", "status", "next_attempt_at"),
+        Index("ix_action_outbox", "outbox_id"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)

@@ -25,7 +25,8 @@ from app.db.models import Contact, FlowEvent, InboundMessage, OutboxMessage, utc
 from app.flows.kinds.base import Context, Inbound, Outcome
 from app.flows.loader import FlowSet, LoadedFlow
 from app.flows.matching import words
-from app.mobitex.encoding import measure
+from app.mobitex.encoding import measure, shorten_to_parts
+from app.outbox.correlation import Answered, correlate
 
 log = logging.getLogger("smsflows.flows")
 
@@ -56,12 +57,18 @@ class _Decisions:
     reply_of_event: dict[int, int] = field(default_factory=dict)  # event index → replies index
 
     def record(
-        self, msg: Inbound, flow: LoadedFlow | None, outcome: Outcome, reply: dict[str, Any] | None
+        self,
+        msg: Inbound,
+        flow: LoadedFlow | None,
+        outcome: Outcome,
+        reply: dict[str, Any] | None,
+        follow_ups: Sequence[dict[str, Any]] = (),
     ) -> None:
         detail = msgspec.json.encode(outcome.variables).decode() if outcome.variables else None
         if reply is not None:
             self.reply_of_event[len(self.events)] = len(self.replies)
             self.replies.append(reply)
+        self.replies.extend(follow_ups)  # after the reply: the outbox sends oldest first
         self.events.append(
             {
                 "inbound_id": msg.id,
@@ -133,21 +140,28 @@ def process_new(
     if fresh:
         _touch_contacts(conn, fresh, decisions.now)
     results = {}
-    for row in rows:
-        msg = Inbound(row.id, row.sms_id, row.number, row.sender, row.text, row.time, row.ext_id)
-        results[msg.sms_id] = _process_one(conn, flows, msg, decisions, only_flow)
+    msgs = [Inbound(r.id, r.sms_id, r.number, r.sender, r.text, r.time, r.ext_id) for r in rows]
+    # Answers to sent messages are linked to them whether or not a flow acts on them.
+    answered = correlate(conn, msgs, {r.id for r in rows if r.status == "received"}, decisions.now)
+    for msg in msgs:
+        results[msg.sms_id] = _process_one(conn, flows, msg, decisions, only_flow, answered.get(msg.id))
     decisions.write(conn)
     return results
 
 
 def _process_one(
-    conn: Connection, flows: FlowSet, msg: Inbound, decisions: _Decisions, only_flow: str | None
+    conn: Connection,
+    flows: FlowSet,
+    msg: Inbound,
+    decisions: _Decisions,
+    only_flow: str | None,
+    answered: Answered | None = None,
 ) -> str:
     folded = words(msg.text)
     now = decisions.now
     if not flows.conversational:
         # Without conversations routing needs no database: unmatched messages cost nothing here.
-        chosen, ctx = _route(conn, flows, msg, folded, now)
+        chosen, ctx = _route(conn, flows, msg, folded, now, answered)
         if only_flow is not None and (chosen is None or chosen.id != only_flow):
             return "skipped"
         if chosen is None:
@@ -156,7 +170,7 @@ def _process_one(
     try:
         with _savepoint(conn):
             if flows.conversational:
-                chosen, ctx = _route(conn, flows, msg, folded, now)
+                chosen, ctx = _route(conn, flows, msg, folded, now, answered)
                 if only_flow is not None and (chosen is None or chosen.id != only_flow):
                     return "skipped"  # a replay of one flow leaves other flows' messages as they were
                 if chosen is None:
@@ -167,11 +181,12 @@ def _process_one(
             open_now = d.is_open(msg.sent_at) or ctx.conversation is not None
             outcome = d.handle(ctx) if open_now else d.closed(ctx)
             reply = _reply_row(chosen, outcome, ctx)
+            follow_ups = [r for name in outcome.follow_ups if (r := _reply_row(chosen, outcome, ctx, name))]
     except Exception as exc:  # the flow's own effects are rolled back; the message is kept
         log.exception("flow failed on MO %s", msg.sms_id)
         decisions.finish(msg, None, "failed", f"{exc.__class__.__name__}: {exc}"[:2000])
         return "failed"
-    decisions.record(msg, chosen, outcome, reply)
+    decisions.record(msg, chosen, outcome, reply, follow_ups)
     return outcome.status
 
 
@@ -192,12 +207,24 @@ def _savepoint(conn: Connection) -> Iterator[None]:
 
 
 def _route(
-    conn: Connection, flows: FlowSet, msg: Inbound, folded: list[str], now: datetime
+    conn: Connection,
+    flows: FlowSet,
+    msg: Inbound,
+    folded: list[str],
+    now: datetime,
+    answered: Answered | None = None,
 ) -> tuple[LoadedFlow | None, Context]:
     ctx = Context(conn=conn, msg=msg, flow_hash="", words=folded, keyword=None, now=now)
     matched = flows.index.lookup(msg.number, folded[0]) if folded else []
     at = msg.sent_at
     chosen = _pick(matched, at)
+    if answered is not None:
+        ctx.extra["answered"] = answered
+        taker = flows.answer_flow(answered.tag, msg.number) if answered.tag else None
+        # An answer to a tagged message goes to its reply flow; only STOP-like keywords come first.
+        if taker is not None and (chosen is None or not type(chosen.definition).interrupts):
+            ctx.flow_hash = taker.hash
+            return taker, ctx
     if flows.conversational and (chosen is None or not type(chosen.definition).interrupts):
         from app.flows.conversations import active_conversation  # only sets with surveys pay for it
 
@@ -238,12 +265,16 @@ def _pick(matched: list[LoadedFlow], at: datetime) -> LoadedFlow | None:
     return min(matched, key=distance)
 
 
-def _reply_row(flow: LoadedFlow, outcome: Outcome, ctx: Context) -> dict[str, Any] | None:
-    """The outbox row for the flow's reply, rendered now and written with the batch."""
-    reply = flow.replies.get(outcome.reply) if outcome.reply else None
+def _reply_row(
+    flow: LoadedFlow, outcome: Outcome, ctx: Context, name: str | None = None
+) -> dict[str, Any] | None:
+    """The outbox row for the flow's reply (or its reply ``name``), rendered now, written with the batch."""
+    name = name or outcome.reply
+    reply = flow.replies.get(name) if name else None
     if reply is None:
         return None
     variables: dict[str, Any] = {
+        **flow.blanks,
         "sender": ctx.msg.sender,
         "number": ctx.msg.number,
         "text": ctx.msg.text,
@@ -252,7 +283,8 @@ def _reply_row(flow: LoadedFlow, outcome: Outcome, ctx: Context) -> dict[str, An
         "flow_name": flow.definition.name or flow.id,
         **outcome.variables,
     }
-    text = reply.render(variables)
+    # A reply that echoes what the phone wrote can outgrow the sample `flows check` measured.
+    text = shorten_to_parts(reply.render(variables), flow.definition.max_parts)
     if not text:
         return None
     return outbox_row(

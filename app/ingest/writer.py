@@ -52,9 +52,11 @@ class GroupWriter:
         batch_max: int = 512,
         flows: Callable[[], FlowSet] | None = None,
         sync_engine: Engine | None = None,
+        on_commit: Callable[[], None] | None = None,
     ) -> None:
         self._engine = engine
         self._flows = flows
+        self._on_commit = on_commit  # the outbox dispatcher's wake-up: flows may have queued replies
         # With a synchronous engine (SQLite) each batch runs whole in the writer's own thread.
         self._sync_engine = sync_engine
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="smsflows-writer") if sync_engine else None
@@ -149,6 +151,8 @@ class GroupWriter:
             return
         self.batches += 1
         self.rows += len(batch)
+        if self._on_commit is not None and self._flows is not None:
+            self._on_commit()
         for job in batch:
             if not job.done.done():
                 job.done.set_result(None)

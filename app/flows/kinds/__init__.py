@@ -7,6 +7,7 @@ from app.flows.kinds.base import Flow
 from app.flows.kinds.code import CodeFlow
 from app.flows.kinds.fallback import FallbackFlow
 from app.flows.kinds.optout import OptoutFlow
+from app.flows.kinds.reply import ReplyFlow
 from app.flows.kinds.subscription import SubscriptionFlow
 from app.flows.kinds.survey import SurveyFlow
 from app.flows.kinds.vote import VoteFlow
@@ -19,6 +20,7 @@ KINDS: tuple[type[Flow], ...] = (
     SurveyFlow,
     SubscriptionFlow,
     OptoutFlow,
+    ReplyFlow,
 )
 
 

@@ -64,6 +64,7 @@ class Outcome(msgspec.Struct, frozen=True):
     reply: str | None = None
     variables: dict[str, Any] = {}
     status: str = "processed"
+    follow_ups: tuple[str, ...] = ()  # more templates to send after ``reply``, in this order
 
 
 class Flow(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, tag_field="kind"):
@@ -96,6 +97,10 @@ class Flow(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True
 
     def needs_keywords(self) -> bool:
         return True
+
+    def answer_tag(self) -> str | None:
+        """The ``tag`` of sent messages whose answers this flow takes before keyword matching."""
+        return None
 
     def all_keywords(self) -> list[str]:
         """Every word that routes a message here: ``keywords`` and any a kind adds (leave, confirm...)."""

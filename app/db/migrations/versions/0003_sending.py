@@ -38,6 +38,7 @@ def upgrade() -> None:
     with op.batch_alter_table("inbound_messages") as batch:
         batch.add_column(sa.Column("reply_to_id", sa.BigInteger()))
         batch.add_column(sa.Column("correlation", sa.String(16)))
+    op.create_index("ix_inbound_reply_to", "inbound_messages", ["reply_to_id"])
     op.create_table(
         "send_back_actions",
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True),
@@ -56,10 +57,12 @@ def upgrade() -> None:
         sa.CheckConstraint("status IN ('pending', 'delivered', 'failed')", name="ck_action_status"),
     )
     op.create_index("ix_action_due", "send_back_actions", ["status", "next_attempt_at"])
+    op.create_index("ix_action_outbox", "send_back_actions", ["outbox_id"])
 
 
 def downgrade() -> None:
     op.drop_table("send_back_actions")
+    op.drop_index("ix_inbound_reply_to", "inbound_messages")
     with op.batch_alter_table("inbound_messages") as batch:
         batch.drop_column("correlation")
         batch.drop_column("reply_to_id")

@@ -1,0 +1,176 @@
+"""``flows``, ``codes``, ``results``, ``export`` and ``replay``: working with campaign flows."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+from app.cli.root import cli_settings, main
+
+
+@main.group()
+def flows() -> None:
+    """Flow files: check them before the service loads them."""
+
+
+@flows.command("check")
+@click.argument("directory", required=False, type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON instead of tables.")
+def flows_check(directory: Path | None, as_json: bool) -> None:
+    """Check every flow file in DIRECTORY [default: SMSFLOWS_FLOWS_DIR] and the set as a whole.
+
+    Lists each flow with its numbers, keywords, window (Europe/Warsaw) and status, and each reply
+    rendered with sample data: its encoding (GSM-7 or UCS-2), length and SMS parts. Every error is
+    printed as `file: field: what is expected`, and any error makes the exit status 1.
+    """
+    import msgspec
+    from rich.console import Console
+
+    from app.db.models import utcnow
+    from app.flows.check import check_dir, print_report
+
+    report = check_dir(directory or Path(cli_settings().flows_dir), utcnow())
+    if as_json:
+        click.echo(msgspec.json.format(msgspec.json.encode(report)).decode())
+    else:
+        print_report(report, Console(), Console(stderr=True))
+    if report.errors:
+        sys.exit(1)
+
+
+@main.group()
+def codes() -> None:
+    """Contest codes of `code` flows."""
+
+
+@codes.command("import")
+@click.argument("flow_id", metavar="ID")
+@click.argument("file", required=False, type=click.Path(dir_okay=False, path_type=Path))
+def codes_import(flow_id: str, file: Path | None) -> None:
+    """Import the valid codes of code flow ID from FILE [default: the flow's code.file].
+
+    One code per line, or a CSV file (.csv) with a header row and the code in the column named
+    by code.column (else the first). Codes are stored normalised: upper case, no spaces or
+    dashes. Lines that are not codes are listed with their numbers and skipped. Running it again
+    is safe: codes already there are left as they are, and the summary says how many were new.
+
+    \b
+    Example:
+      smsflows codes import summer codes/summer-batch2.csv
+    """
+    from rich.console import Console
+
+    from app.flows.codes_import import run_import
+
+    report = asyncio.run(run_import(cli_settings(), flow_id, file, Console(stderr=True)))
+    for line in report.problems():
+        click.echo(line, err=True)
+    click.echo(report.summary())
+
+
+@main.command("results")
+@click.argument("flow_id", metavar="ID")
+@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON instead of tables.")
+def results_command(flow_id: str, as_json: bool) -> None:
+    """Show the results of flow ID (a vote's tally, ...) and its decisions by outcome.
+
+    The flow comes from SMSFLOWS_FLOWS_DIR, its data from SMSFLOWS_DATABASE_URL.
+    """
+    import msgspec
+    from rich.console import Console
+
+    from app.flows.results import find_flow, print_results, read_results
+
+    settings = cli_settings()
+    results = asyncio.run(read_results(settings, find_flow(Path(settings.flows_dir), flow_id)))
+    if as_json:
+        click.echo(msgspec.json.format(msgspec.json.encode(results)).decode())
+    else:
+        print_results(results, Console())
+
+
+@main.command("export")
+@click.argument("flow_id", metavar="ID")
+@click.option(
+    "--csv",
+    "csv_file",
+    required=True,
+    type=click.Path(dir_okay=False, allow_dash=True, path_type=Path),
+    help="The CSV file to write ('-' for standard output).",
+)
+def export_command(flow_id: str, csv_file: Path) -> None:
+    """Export the entries of flow ID as CSV, one row each, oldest first.
+
+    A vote exports its votes, a contest its code redemptions, a list its subscriptions, a survey
+    its answers; other kinds export their decisions from the event log. Times are UTC.
+
+    \b
+    Example:
+      smsflows export final --csv final-votes.csv
+    """
+    from app.flows.results import find_flow, read_entries, write_csv
+
+    settings = cli_settings()
+    columns, rows = asyncio.run(read_entries(settings, find_flow(Path(settings.flows_dir), flow_id)))
+    if str(csv_file) == "-":
+        write_csv(sys.stdout, columns, rows)
+        return
+    try:
+        with csv_file.open("w", newline="", encoding="utf-8") as out:
+            write_csv(out, columns, rows)
+    except OSError as exc:
+        raise click.ClickException(f"cannot write {csv_file}: {exc.strerror}") from None
+    click.echo(f"{len(rows)} row(s) written to {csv_file}", err=True)
+
+
+@main.command()
+@click.option(
+    "--status",
+    "statuses",
+    multiple=True,
+    type=click.Choice(["failed", "ignored", "received"]),  # REPLAYABLE in app/flows/replay.py
+    default=("failed",),
+    show_default=True,
+    help="Replay the messages in this status; repeat the option for several.",
+)
+@click.option(
+    "--flow",
+    "flow_id",
+    metavar="ID",
+    default=None,
+    help="Only flow ID acts; messages that go to other flows stay as they are.",
+)
+@click.option("--dry-run", is_flag=True, help="Show what would happen and save nothing.")
+def replay(statuses: tuple[str, ...], flow_id: str | None, dry_run: bool) -> None:
+    """Run stored messages through the flows again, e.g. after fixing a flow that failed.
+
+    The flows are the files in SMSFLOWS_FLOWS_DIR as they are now (reload the service too:
+    SIGHUP or POST /api/flows/reload). Nothing counts twice: a message that succeeds leaves its
+    status, and each vote, redemption or answer belongs to one message. Processed messages are
+    never replayed, since their flows would answer them again. Exits with 1 if any message fails.
+
+    \b
+    Example: after fixing a reply template
+      smsflows flows check && smsflows replay --status failed
+    """
+    from rich.console import Console
+
+    from app.flows.loader import load_dir
+    from app.flows.replay import print_summary, run_replay
+
+    settings = cli_settings()
+    # The summary lists every failure with its error; SMSFLOWS_LOG_LEVEL=DEBUG adds the tracebacks.
+    logging.basicConfig(format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("smsflows").setLevel("DEBUG" if settings.log_level == "DEBUG" else "CRITICAL")
+    current = load_dir(Path(settings.flows_dir))
+    if flow_id is not None and flow_id not in current.flows:
+        known = ", ".join(sorted(current.flows)) or "none"
+        raise click.BadParameter(f"no flow {flow_id!r} in {settings.flows_dir} (flows: {known})")
+    summary = asyncio.run(run_replay(settings, current, statuses, flow_id, dry_run=dry_run))
+    print_summary(summary, Console())
+    if summary.failures and not dry_run:
+        sys.exit(1)

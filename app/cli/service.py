@@ -1,0 +1,128 @@
+"""``serve``, ``db`` and ``worker``: running the service and its database."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import click
+
+from app.cli.root import cli_settings, main
+from app.settings import Settings
+
+
+@main.command()
+@click.option("--host", default=None, help="Address to listen on [default: SMSFLOWS_HOST or 127.0.0.1].")
+@click.option("--port", type=int, default=None, help="Port [default: SMSFLOWS_PORT or 8000].")
+@click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True, help="Worker processes.")
+def serve(host: str | None, port: int | None, workers: int) -> None:
+    """Run the service: the MO webhook, the API and /health.
+
+    On the embedded SQLite database the schema is created and migrated at start; on PostgreSQL
+    run `smsflows db upgrade` first.
+    """
+    import uvicorn
+
+    from app.server import server_options
+
+    settings = cli_settings()
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    asyncio.run(_prepare_database(settings))
+    uvicorn.run(
+        "app.main:app_from_env",
+        factory=True,
+        host=host or settings.host,
+        port=port or settings.port,
+        workers=workers,
+        **server_options(settings),
+    )
+
+
+async def _prepare_database(settings: Settings) -> None:
+    """Migrate the embedded SQLite once, before workers start; check PostgreSQL is migrated."""
+    from app.db.engine import create_engine
+    from app.db.migrate import is_current, upgrade
+    from app.errors import MigrationsPending
+
+    engine = create_engine(settings)
+    try:
+        if settings.is_sqlite:
+            await upgrade(engine)
+        elif not await is_current(engine):
+            raise MigrationsPending("the database schema is not up to date: run `smsflows db upgrade` first")
+    except OSError as exc:
+        raise click.ClickException(
+            f"cannot reach the database ({exc}); check SMSFLOWS_DATABASE_URL"
+        ) from None
+    finally:
+        await engine.dispose()
+
+
+@main.group()
+def db() -> None:
+    """Database schema commands."""
+
+
+@db.command("upgrade")
+@click.option("--revision", default="head", show_default=True, help="Target revision.")
+def db_upgrade(revision: str) -> None:
+    """Create or migrate the database named by SMSFLOWS_DATABASE_URL."""
+    from app.db.engine import create_engine
+    from app.db.migrate import head_revision, upgrade
+
+    settings = cli_settings()
+
+    async def run() -> None:
+        engine = create_engine(settings)
+        try:
+            await upgrade(engine, revision)
+        finally:
+            await engine.dispose()
+
+    try:
+        asyncio.run(run())
+    except OSError as exc:
+        raise click.ClickException(
+            f"cannot reach the database ({exc}); check SMSFLOWS_DATABASE_URL"
+        ) from None
+    click.echo(f"database at revision {head_revision() if revision == 'head' else revision}")
+
+
+@main.command()
+@click.option(
+    "--concurrency",
+    type=click.IntRange(1, 256),
+    default=8,
+    show_default=True,
+    help="Messages in flight at most (also how many one claim takes).",
+)
+@click.option("--once", is_flag=True, help="Send what is due now, then exit.")
+def worker(concurrency: int, once: bool) -> None:
+    """Deliver the outbox: send queued messages through Mobitex, or record them as dry runs.
+
+    The service does this itself unless SMSFLOWS_DISPATCHER=false; a worker is for more sending
+    power or a separate process. On PostgreSQL any number of workers, on any machines, can run
+    at once: each message is claimed by one of them. SMSFLOWS_SEND_RATE and
+    SMSFLOWS_SEND_RATE_PER_NUMBER apply to each process, so give each worker its share.
+
+    \b
+    Example: a second sender beside the service
+      SMSFLOWS_SEND_RATE=10 smsflows worker --concurrency 16
+    """
+    from app.db.engine import create_engine
+    from app.outbox.dispatcher import Tick, run_worker
+
+    settings = cli_settings()
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    asyncio.run(_prepare_database(settings))
+
+    async def run() -> Tick | None:
+        engine = create_engine(settings)
+        try:
+            return await run_worker(settings, engine, concurrency, once)
+        finally:
+            await engine.dispose()
+
+    done = asyncio.run(run())
+    if done is not None:
+        click.echo(done.summary())

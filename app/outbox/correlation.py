@@ -1,0 +1,129 @@
+"""Tie an MO that carries an ``ext_id`` to the sent message it answers.
+
+The inbound spec only says ``ext_id`` identifies "a message sent earlier to that sender", not
+whether it is Mobitex's 32-hex ``Id`` or the ``ext_id`` we passed when sending, so both are
+looked up. The link (``inbound_messages.reply_to_id``, ``correlation = 'matched'``) is recorded
+whether or not a flow then acts on the answer. An ``ext_id`` that finds nothing, or finds a
+message sent to another phone, is kept as ``unmatched`` and an event says why.
+
+It runs in the flow engine's batch, in the transaction that stores the messages: one query
+finds the sent messages of every ``ext_id`` in the batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+from sqlalchemy import Connection, bindparam, insert, or_, select, update
+
+from app.db.models import FlowEvent, InboundMessage, OutboxMessage
+
+if TYPE_CHECKING:  # a runtime import would pull in the flow kinds, which import this module
+    from app.flows.kinds.base import Inbound
+
+MATCHED, UNMATCHED = "matched", "unmatched"
+
+
+@dataclass(frozen=True, slots=True)
+class Answered:
+    """The sent message an MO answers, as flows (the ``reply`` kind) need it."""
+
+    id: int
+    ext_id: str
+    to_number: str
+    text: str
+    tag: str | None
+    data: str | None  # the application's JSON, as stored
+    flow_id: str | None
+    expires_at: datetime | None
+    sent_at: datetime | None
+    created_at: datetime
+    answer: str | None
+
+    def data_dict(self) -> dict[str, Any]:
+        decoded = msgspec.json.decode(self.data) if self.data else {}
+        return decoded if isinstance(decoded, dict) else {}
+
+
+_COLUMNS = (
+    OutboxMessage.id,
+    OutboxMessage.ext_id,
+    OutboxMessage.to_number,
+    OutboxMessage.text,
+    OutboxMessage.tag,
+    OutboxMessage.data,
+    OutboxMessage.flow_id,
+    OutboxMessage.expires_at,
+    OutboxMessage.sent_at,
+    OutboxMessage.created_at,
+    OutboxMessage.answer,
+)
+
+_LINK = (
+    update(InboundMessage)
+    .where(InboundMessage.id == bindparam("b_id"))
+    .values(reply_to_id=bindparam("b_reply_to"), correlation=bindparam("b_correlation"))
+)
+
+
+def correlate(
+    conn: Connection, msgs: Sequence[Inbound], first_time: Collection[int], now: datetime
+) -> dict[int, Answered]:
+    """Link each message with an ``ext_id`` to the message it answers; returns inbound id → it.
+
+    ``first_time`` are the ids of messages seen for the first time: a replay links again (the
+    sent message may have got its Mobitex Id since) but does not log the same reason twice.
+    """
+    keyed = [(m, m.ext_id.strip()) for m in msgs if m.ext_id and m.ext_id.strip()]
+    if not keyed:
+        return {}
+    keys = sorted({v for _, k in keyed for v in (k, k.lower(), k.upper())})
+    rows = conn.execute(
+        select(*_COLUMNS, OutboxMessage.mobitex_id).where(
+            or_(OutboxMessage.ext_id.in_(keys), OutboxMessage.mobitex_id.in_(keys))
+        )
+    ).all()
+    by_ext: dict[str, Answered] = {}
+    by_mobitex: dict[str, Answered] = {}
+    for *columns, mobitex_id in rows:
+        found = Answered(*columns)
+        by_ext[found.ext_id] = found
+        if mobitex_id:
+            by_mobitex[mobitex_id.lower()] = found
+    links, events, answered = [], [], {}
+    for msg, key in keyed:
+        sent = by_ext.get(key) or by_ext.get(key.lower()) or by_mobitex.get(key.lower())
+        reason = _mismatch(msg, key, sent)
+        if reason is None and sent is not None:
+            answered[msg.id] = sent
+            links.append({"b_id": msg.id, "b_reply_to": sent.id, "b_correlation": MATCHED})
+            continue
+        links.append({"b_id": msg.id, "b_reply_to": None, "b_correlation": UNMATCHED})
+        if msg.id in first_time:
+            detail = {"ext_id": key, "reason": reason, "outbox_id": sent.id if sent else None}
+            events.append(
+                {
+                    "inbound_id": msg.id,
+                    "sender": msg.sender,
+                    "outcome": "reply_unmatched",
+                    "detail": msgspec.json.encode(detail).decode(),
+                    "created_at": now,
+                }
+            )
+    conn.execute(_LINK, links)
+    if events:
+        conn.execute(insert(FlowEvent), events)
+    return answered
+
+
+def _mismatch(msg: Inbound, key: str, sent: Answered | None) -> str | None:
+    """Why the answer cannot be tied to ``sent``, or None when it can."""
+    if sent is None:
+        return f"no sent message has ext_id or Mobitex Id {key!r}"
+    if sent.to_number != msg.sender:
+        return f"message {sent.id} was sent to {sent.to_number}, but this answer comes from {msg.sender}"
+    return None

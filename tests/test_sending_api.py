@@ -1,0 +1,272 @@
+"""Sending from applications: ``POST /api/messages`` over real HTTP, ``smsflows send`` and ``broadcast``."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import insert
+
+from app.cli import main
+from app.db.campaign_models import Subscription
+from app.db.engine import create_engine
+from app.db.migrate import upgrade
+from app.db.models import Contact
+from tests.conftest import Service, make_settings, running
+
+PHONE = "48600123456"
+LONG = "Zażółć gęślą jaźń. " * 12  # UCS-2, 228 units: over the 201 of three parts
+
+
+@pytest.fixture
+async def service(database_url: str) -> AsyncIterator[Service]:
+    # The dispatcher is off so that every message stays as it was queued.
+    async with running(make_settings(database_url, dispatcher="false")) as svc:
+        yield svc
+
+
+async def post(service: Service, **body: Any) -> httpx.Response:
+    return await service.api.post("/api/messages", json={"to": PHONE, "text": "Hej"} | body)
+
+
+async def test_message_is_queued_with_our_ext_id_tag_data_and_expiry(service: Service) -> None:
+    expires = (datetime.now(UTC) + timedelta(days=1)).replace(microsecond=0)
+    response = await post(
+        service,
+        to="+48 600 123 456",
+        tag="visit",
+        data={"visit": 7, "who": "Anna"},
+        expires_at=expires.isoformat(),
+    )
+    assert response.status_code == 201
+    message = response.json()
+    assert re.fullmatch("[0-9a-f]{32}", message["ext_id"])
+    assert {
+        k: message[k] for k in ("to", "text", "status", "tag", "data", "encoding", "parts", "attempts")
+    } == {
+        "to": PHONE,
+        "text": "Hej",
+        "status": "queued",
+        "tag": "visit",
+        "data": {"visit": 7, "who": "Anna"},
+        "encoding": "gsm7",
+        "parts": 1,
+        "attempts": 0,
+    }
+    assert datetime.fromisoformat(message["expires_at"]) == expires
+    assert (message["answers"], message["actions"], message["answer"]) == ([], [], None)
+    assert await service.scalar("SELECT status FROM outbox WHERE id = :i", i=message["id"]) == "queued"
+    assert (await service.api.get(f"/api/messages/{message['id']}")).json() == message
+
+
+async def test_same_key_and_same_body_is_the_same_message(service: Service) -> None:
+    first = await post(service, idempotency_key="order-1", data={"b": 1, "a": 2})
+    again = await post(service, idempotency_key="order-1", data={"a": 2, "b": 1})
+    assert (first.status_code, again.status_code) == (201, 200)
+    assert again.json()["id"] == first.json()["id"]
+    assert await service.scalar("SELECT count(*) FROM outbox") == 1
+
+
+async def test_same_key_with_another_body_is_a_conflict(service: Service) -> None:
+    first = await post(service, idempotency_key="order-2")
+    other = await post(service, idempotency_key="order-2", text="Hej!", tag="visit")
+    assert other.status_code == 409
+    assert other.json()["detail"] == (
+        f"idempotency_key 'order-2' was used for message {first.json()['id']}, whose text, tag differ; "
+        "use a new key for a new message"
+    )
+    assert await service.scalar("SELECT count(*) FROM outbox") == 1
+
+
+async def test_retries_racing_each_other_make_one_message(service: Service) -> None:
+    answers = await asyncio.gather(*(post(service, idempotency_key="race") for _ in range(10)))
+    assert sorted(r.status_code for r in answers) == [200] * 9 + [201]
+    assert len({r.json()["id"] for r in answers}) == 1
+    assert await service.scalar("SELECT count(*) FROM outbox") == 1
+
+
+async def test_without_a_key_each_request_is_a_new_message(service: Service) -> None:
+    assert [(await post(service)).status_code for _ in range(2)] == [201, 201]
+    assert await service.scalar("SELECT count(*) FROM outbox") == 2
+
+
+async def test_too_long_text_is_refused_with_what_to_do(service: Service) -> None:
+    response = await post(service, text=LONG)
+    assert response.status_code == 422
+    detail = response.json()["detail"]
+    assert detail.startswith("The message is 228 UCS-2 units long (ucs2, 4 parts of up to 67)")
+    assert "transliterate the Polish letters" in detail
+    assert await service.scalar("SELECT count(*) FROM outbox") == 0
+
+
+@pytest.mark.parametrize(
+    ("body", "detail"),
+    [
+        (
+            {"to": "12345"},
+            "to: '12345' is not a phone number; give it in international form, e.g. 48600123456",
+        ),
+        ({"to": "48 600 ABC"}, "to: '48 600 ABC' is not a phone number"),
+        ({"text": "  "}, "text: the message is empty"),
+        ({"expires_at": "2026-12-01T20:00:00"}, "expires_at: give a timezone"),
+        ({"expires_at": "2020-01-01T00:00:00Z"}, "expires_at: the time is already past"),
+        ({"flow": "nope"}, "flow: no flow 'nope' is running (flows: none)"),
+    ],
+)
+async def test_invalid_message_is_refused_with_the_field(
+    service: Service, body: dict[str, Any], detail: str
+) -> None:
+    response = await post(service, **body)
+    assert response.status_code == 422
+    assert response.json()["detail"].startswith(detail)
+
+
+async def test_unknown_field_and_bad_tag_are_refused_by_the_schema(service: Service) -> None:
+    unknown = await post(service, sender="70120")
+    assert unknown.status_code == 400
+    assert "unknown field `sender`" in str(unknown.json())
+    tag = await post(service, tag="two words")
+    assert tag.status_code == 400
+    assert tag.json()["extra"][0]["key"] == "tag"
+
+
+async def test_phone_that_sent_stop_gets_nothing(service: Service) -> None:
+    async with service.engine.begin() as conn:
+        now = datetime.now(UTC)
+        await conn.execute(
+            insert(Contact),
+            [{"phone": PHONE, "first_seen": now, "last_seen": now, "messages": 1, "opted_out_at": now}],
+        )
+    response = await post(service)
+    assert response.status_code == 422
+    assert "sent STOP on" in response.json()["detail"]
+    assert "until it sends START" in response.json()["detail"]
+
+
+async def test_token_is_required_and_unknown_message_is_404(service: Service) -> None:
+    async with httpx.AsyncClient(base_url=service.base_url) as anonymous:
+        assert (await anonymous.post("/api/messages", json={"to": PHONE, "text": "x"})).status_code == 401
+    missing = await service.api.get("/api/messages/999")
+    assert missing.status_code == 404
+    assert missing.json()["detail"] == "no message 999; GET /api/outbox lists them"
+
+
+# The command line, against the same databases.
+
+
+@pytest.fixture
+def cli_env(database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """The environment of a `smsflows` run on a migrated database, away from any .env file."""
+    monkeypatch.chdir(tmp_path)
+
+    async def migrate() -> None:
+        engine = create_engine(make_settings(database_url))
+        await upgrade(engine)
+        await engine.dispose()
+
+    asyncio.run(migrate())
+    return {"SMSFLOWS_DATABASE_URL": database_url, "SMSFLOWS_FLOWS_DIR": str(tmp_path / "none")}
+
+
+def smsflows(env: dict[str, str], *args: str) -> Any:
+    return CliRunner().invoke(main, list(args), env=env, catch_exceptions=False)
+
+
+def rows(database_url: str, sql: str) -> list[Any]:
+    async def read() -> list[Any]:
+        engine = create_engine(make_settings(database_url))
+        async with engine.connect() as conn:
+            result = list((await conn.exec_driver_sql(sql)).all())
+        await engine.dispose()
+        return result
+
+    return asyncio.run(read())
+
+
+def test_send_command_queues_a_message(cli_env: dict[str, str], database_url: str) -> None:
+    result = smsflows(cli_env, "send", "--to", "600 123 456", "--text", "Wizyta?", "--tag", "visit",
+                      "--data", '{"visit": 12}')  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert re.match(r"message 1 queued \(ext_id [0-9a-f]{32}\); sending is in dry-run mode", result.stdout)
+    assert rows(database_url, "SELECT to_number, text, tag, data, status FROM outbox") == [
+        (PHONE, "Wizyta?", "visit", '{"visit":12}', "queued")
+    ]
+
+
+def test_send_command_explains_bad_input_without_a_traceback(cli_env: dict[str, str]) -> None:
+    bad_json = smsflows(cli_env, "send", "--to", PHONE, "--text", "x", "--data", "{nope")
+    assert bad_json.exit_code == 1
+    assert "--data: not JSON" in bad_json.output
+    too_long = smsflows(cli_env, "send", "--to", PHONE, "--text", LONG)
+    assert too_long.exit_code == 1
+    assert "Error: The message is 228 UCS-2 units long" in too_long.output
+
+
+def subscribe(database_url: str, active: list[str], left: list[str], stopped: list[str]) -> None:
+    async def write() -> None:
+        engine = create_engine(make_settings(database_url))
+        now = datetime.now(UTC)
+        common = {"list_id": "news", "flow_id": "news", "flow_hash": "x", "requested_at": now}
+        async with engine.begin() as conn:
+            members = [
+                {"phone": p, "status": "active", "confirmed_at": now, "left_at": None}
+                for p in active + stopped
+            ]
+            members += [{"phone": p, "status": "left", "confirmed_at": now, "left_at": now} for p in left]
+            await conn.execute(insert(Subscription), [common | m for m in members])
+            if stopped:
+                await conn.execute(
+                    insert(Contact),
+                    [
+                        {"phone": p, "first_seen": now, "last_seen": now, "messages": 1, "opted_out_at": now}
+                        for p in stopped
+                    ],
+                )
+        await engine.dispose()
+
+    asyncio.run(write())
+
+
+def test_broadcast_dry_run_shows_count_and_cost_and_queues_nothing(
+    cli_env: dict[str, str], database_url: str
+) -> None:
+    subscribe(database_url, ["48600000001", "48600000002", "48600000003"], ["48600000004"], ["48600000005"])
+    text = "Nowy odcinek w piątek o 20:00! " * 3  # UCS-2 (ą), 93 units: 2 parts
+    result = smsflows(cli_env, "broadcast", "news", "--text", text, "--dry-run")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines() == [
+        "Dry run: 3 recipient(s) on list news (1 opted out, skipped); each message is 93 UCS-2 characters "
+        "in 2 part(s): 6 SMS part(s) in all",
+        "nothing was queued",
+    ]
+    assert rows(database_url, "SELECT count(*) FROM outbox") == [(0,)]
+
+
+def test_broadcast_queues_one_message_per_member_and_a_rerun_with_a_key_adds_none(
+    cli_env: dict[str, str], database_url: str
+) -> None:
+    subscribe(database_url, ["48600000001", "48600000002"], [], ["48600000005"])
+    args = ("broadcast", "news", "--text", "Hej", "--tag", "news", "--idempotency-key", "dec-1")
+    first = smsflows(cli_env, *args)
+    assert first.exit_code == 0, first.output
+    assert "2 message(s) queued;" in first.stdout
+    again = smsflows(cli_env, *args)
+    assert "0 message(s) queued, 2 already queued by an earlier run with this key" in again.stdout
+    assert rows(database_url, "SELECT to_number, tag, idempotency_key FROM outbox ORDER BY to_number") == [
+        ("48600000001", "news", "dec-1:48600000001"),
+        ("48600000002", "news", "dec-1:48600000002"),
+    ]
+
+
+def test_broadcast_to_an_unknown_list_names_the_lists(cli_env: dict[str, str], database_url: str) -> None:
+    subscribe(database_url, ["48600000001"], [], [])
+    result = smsflows(cli_env, "broadcast", "sport", "--text", "Hej", "--dry-run")
+    assert result.exit_code == 1
+    assert "list 'sport' has no active member who may get messages (lists: news)" in result.output
