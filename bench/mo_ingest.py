@@ -219,6 +219,8 @@ def service_env(database: Path, flows: Path) -> dict[str, str]:
         SMSFLOWS_DATABASE_URL=f"sqlite+aiosqlite:///{database}",
         SMSFLOWS_MO_ALLOWED_IPS="127.0.0.1",
         SMSFLOWS_SQLITE_SYNCHRONOUS="FULL",
+        # Ingest alone: the replies stay queued (delivering them is measured by bench/outbound.py).
+        SMSFLOWS_DISPATCHER="false",
         SMSFLOWS_LOG_LEVEL="WARNING",
     )
     return env

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
-from tests.conftest import make_settings, running, send_mo, write_flows
+import httpx
+
+from tests.conftest import make_settings, mo_form, running, send_mo, write_flows
 
 INFO = """
 id = "info"
@@ -85,3 +88,25 @@ async def test_reply_echoing_a_long_message_is_cut_to_max_parts(database_url: st
         text, parts = (await svc.rows("SELECT text, parts FROM outbox"))[0]
     assert parts == 1
     assert text.startswith("Napisałeś: INFO bardzo długa") and text.endswith("…")
+
+
+async def test_one_failing_message_in_a_batch_leaves_its_neighbours_processed(
+    database_url: str, tmp_path: Path
+) -> None:
+    # Renders for the sample phone only: every other phone's INFO fails, the vote-free HELLO works.
+    broken = INFO.replace("Cześć {{ sender }}!", "{{ 1 // ((sender == '48600123456') | int) }}")
+    hello = INFO.replace('id = "info"', 'id = "hello"').replace(
+        'keywords = ["INFO", "POMOC"]', 'keywords = ["HELLO"]'
+    )
+    flows = write_flows(tmp_path / "flows", info=broken.replace("transliterate = true\n", ""), hello=hello)
+    forms = [mo_form(text="HELLO", sender=f"4860050{i:04d}") for i in range(20)]
+    forms.insert(7, mo_form(text="INFO", sender="48600999111"))
+    async with running(make_settings(database_url, flows_dir=str(flows))) as svc:
+        async with httpx.AsyncClient(limits=httpx.Limits(max_connections=25)) as client:
+            answers = await asyncio.gather(*(client.post(svc.mo_url, data=f) for f in forms))
+        assert all(a.status_code == 200 for a in answers)
+        statuses = dict(await svc.rows("SELECT sender, status FROM inbound_messages"))
+        replies = await svc.scalar("SELECT count(*) FROM outbox")
+    assert statuses.pop("48600999111") == "failed"
+    assert set(statuses.values()) == {"processed"} and len(statuses) == 20
+    assert replies == 20

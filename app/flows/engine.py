@@ -8,6 +8,7 @@ back its own savepoint: the message is kept as ``failed`` with the error, and th
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import secrets
@@ -143,10 +144,24 @@ def process_new(
     msgs = [Inbound(r.id, r.sms_id, r.number, r.sender, r.text, r.time, r.ext_id) for r in rows]
     # Answers to sent messages are linked to them whether or not a flow acts on them.
     answered = correlate(conn, msgs, {r.id for r in rows if r.status == "received"}, decisions.now)
-    for msg in msgs:
-        results[msg.sms_id] = _process_one(conn, flows, msg, decisions, only_flow, answered.get(msg.id))
+    # Optimistic: the whole batch under one SAVEPOINT. Only if a flow raises is the batch rolled
+    # back to it and done again with a SAVEPOINT per message, so that one failure stays alone.
+    try:
+        with _savepoint(conn, "smsflows_batch"):
+            for msg in msgs:
+                results[msg.sms_id] = _process_one(
+                    conn, flows, msg, decisions, only_flow, answered.get(msg.id), isolate=False
+                )
+    except _FlowRaised:
+        decisions, results = _Decisions(decisions.now), {}
+        for msg in msgs:
+            results[msg.sms_id] = _process_one(conn, flows, msg, decisions, only_flow, answered.get(msg.id))
     decisions.write(conn)
     return results
+
+
+class _FlowRaised(Exception):
+    """A flow raised while the batch ran without per-message savepoints: run it again with them."""
 
 
 def _process_one(
@@ -156,6 +171,7 @@ def _process_one(
     decisions: _Decisions,
     only_flow: str | None,
     answered: Answered | None = None,
+    isolate: bool = True,
 ) -> str:
     folded = words(msg.text)
     now = decisions.now
@@ -168,7 +184,7 @@ def _process_one(
             decisions.record(msg, None, _UNMATCHED, None)
             return "ignored"
     try:
-        with _savepoint(conn):
+        with _savepoint(conn, "smsflows_message") if isolate else contextlib.nullcontext():
             if flows.conversational:
                 chosen, ctx = _route(conn, flows, msg, folded, now, answered)
                 if only_flow is not None and (chosen is None or chosen.id != only_flow):
@@ -183,6 +199,8 @@ def _process_one(
             reply = _reply_row(chosen, outcome, ctx)
             follow_ups = [r for name in outcome.follow_ups if (r := _reply_row(chosen, outcome, ctx, name))]
     except Exception as exc:  # the flow's own effects are rolled back; the message is kept
+        if not isolate:
+            raise _FlowRaised from exc
         log.exception("flow failed on MO %s", msg.sms_id)
         decisions.finish(msg, None, "failed", f"{exc.__class__.__name__}: {exc}"[:2000])
         return "failed"
@@ -194,16 +212,16 @@ _UNMATCHED = Outcome("unmatched", status="ignored")
 
 
 @contextmanager
-def _savepoint(conn: Connection) -> Iterator[None]:
-    """A SAVEPOINT for one message, said directly: SQLAlchemy's own costs two compilations a message."""
-    conn.exec_driver_sql("SAVEPOINT smsflows_message")
+def _savepoint(conn: Connection, name: str) -> Iterator[None]:
+    """A SAVEPOINT said directly: SQLAlchemy's own costs two compilations each time."""
+    conn.exec_driver_sql(f"SAVEPOINT {name}")
     try:
         yield
     except BaseException:
-        conn.exec_driver_sql("ROLLBACK TO SAVEPOINT smsflows_message")
-        conn.exec_driver_sql("RELEASE SAVEPOINT smsflows_message")
+        conn.exec_driver_sql(f"ROLLBACK TO SAVEPOINT {name}")
+        conn.exec_driver_sql(f"RELEASE SAVEPOINT {name}")
         raise
-    conn.exec_driver_sql("RELEASE SAVEPOINT smsflows_message")
+    conn.exec_driver_sql(f"RELEASE SAVEPOINT {name}")
 
 
 def _route(

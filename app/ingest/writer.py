@@ -57,6 +57,7 @@ class GroupWriter:
         self._engine = engine
         self._flows = flows
         self._on_commit = on_commit  # the outbox dispatcher's wake-up: flows may have queued replies
+        self._acted = False
         # With a synchronous engine (SQLite) each batch runs whole in the writer's own thread.
         self._sync_engine = sync_engine
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="smsflows-writer") if sync_engine else None
@@ -151,8 +152,9 @@ class GroupWriter:
             return
         self.batches += 1
         self.rows += len(batch)
-        if self._on_commit is not None and self._flows is not None:
+        if self._on_commit is not None and self._acted:
             self._on_commit()
+        self._acted = False
         for job in batch:
             if not job.done.done():
                 job.done.set_result(None)
@@ -200,7 +202,9 @@ class GroupWriter:
         if messages and self._flows is not None:
             # Flows act in this same transaction: a vote and its reply exist exactly when the
             # message does, and a redelivered message (no longer "received") is skipped.
-            process_new(conn, self._flows(), [m["sms_id"] for m in messages])
+            outcomes = process_new(conn, self._flows(), [m["sms_id"] for m in messages])
+            # Only a batch where a flow acted can have queued replies worth waking the dispatcher for.
+            self._acted = self._acted or "processed" in outcomes.values()
 
 
 def message_row(
