@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from sqlalchemy import Connection, Table
@@ -21,5 +22,10 @@ def insert_unless_taken(conn: Connection, table: Table, row: dict[str, Any]) -> 
     The unique key is the arbiter (one vote per seq, one redemption per code), and no
     exception means no SAVEPOINT is needed around it.
     """
-    result = conn.execute(insert_for(conn.dialect.name, table).on_conflict_do_nothing(), row)
+    result = conn.execute(_insert_or_nothing(conn.dialect.name, table), row)
     return result.rowcount == 1
+
+
+@functools.cache  # one statement per dialect and table: building it each time costs more than running it
+def _insert_or_nothing(dialect: str, table: Table) -> Upsert:
+    return insert_for(dialect, table).on_conflict_do_nothing()

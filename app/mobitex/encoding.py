@@ -131,7 +131,8 @@ def transliterate(text: str) -> str:
 
 def shorten_to_parts(text: str, max_parts: int = MAX_PARTS) -> str:
     """``text`` cut (ending in "…", or "..." in GSM-7) so that it fits ``max_parts`` parts."""
-    if measure(text).parts <= max_parts and measure(text).fits:
+    whole = measure(text)
+    if whole.parts <= max_parts and whole.fits:
         return text
     lo, hi = 0, len(text)
     while lo < hi:  # the longest prefix that still fits with its ellipsis
