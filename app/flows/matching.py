@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
@@ -88,3 +88,36 @@ class KeywordIndex(Generic[T]):
                     if item not in seen and within_one_edit(candidate, keyword):
                         seen.append(item)
         return seen
+
+
+def check_aliases(groups: Mapping[str, Sequence[str]], section: str, noun: str = "") -> None:
+    """Each alias (the group's own name included) is one word and belongs to one group only.
+
+    Raises ValueError("<section>.<group>: ...") for the flow file's error message.
+    """
+    owner: dict[str, str] = {}
+    for name, aliases in groups.items():
+        for alias in [name, *aliases]:
+            key = fold(alias)
+            if not key or " " in alias.strip():
+                raise ValueError(
+                    f"{section}.{name}: alias {alias!r} must be one word of letters or digits "
+                    "(only the first word of the answer is compared)"
+                )
+            if owner.get(key, name) != name:
+                raise ValueError(f"{section}.{name}: alias {alias!r} is already used by {noun}{owner[key]}")
+            owner[key] = name
+
+
+_ALIAS_TABLES: dict[int, tuple[Mapping[str, Sequence[str]], dict[str, str]]] = {}
+
+
+def alias_table(groups: Mapping[str, Sequence[str]]) -> dict[str, str]:
+    """Folded alias → group name, worked out once per loaded flow rather than once per message."""
+    cached = _ALIAS_TABLES.get(id(groups))
+    if cached is None or cached[0] is not groups:
+        if len(_ALIAS_TABLES) > 256:  # old flow sets after many reloads
+            _ALIAS_TABLES.clear()
+        table = {fold(a): name for name, aliases in groups.items() for a in [name, *aliases]}
+        cached = _ALIAS_TABLES[id(groups)] = (groups, table)
+    return cached[1]

@@ -17,7 +17,7 @@ from sqlalchemy import Connection, func, select, update
 
 from app.db.models import OutboxMessage
 from app.flows.kinds.base import WARSAW, Context, Flow, Outcome
-from app.flows.matching import fold
+from app.flows.matching import alias_table, check_aliases
 from app.outbox.actions import answer_payload, queue_action
 from app.outbox.correlation import Answered
 
@@ -38,35 +38,14 @@ class ReplySpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             raise ValueError(
                 'answers: give at least one class, e.g. { confirmed = ["TAK"], declined = ["NO"] }'
             )
-        owner: dict[str, str] = {}
-        for name, aliases in self.answers.items():
+        for name in self.answers:
             if name in (*OUTCOMES, "closed"):
                 raise ValueError(f"answers.{name}: {name} is the name of a reply for other cases; rename it")
-            for alias in [name, *aliases]:
-                key = fold(alias)
-                if not key or " " in key:
-                    raise ValueError(f"answers.{name}: alias {alias!r} must be one word of letters or digits")
-                if owner.get(key, name) != name:
-                    raise ValueError(f"answers.{name}: alias {alias!r} is already used by {owner[key]}")
-                owner[key] = name
+        check_aliases(self.answers, "answers")
         if self.webhook is not None and not _URL.match(self.webhook):
             raise ValueError(
                 f"webhook: {self.webhook!r} is not an http(s) URL, e.g. https://example.com/answers"
             )
-
-
-_ALIASES: dict[int, tuple[ReplySpec, dict[str, str]]] = {}
-
-
-def _aliases(spec: ReplySpec) -> dict[str, str]:
-    """Folded alias → answer class, worked out once per loaded flow rather than once per answer."""
-    cached = _ALIASES.get(id(spec))
-    if cached is None or cached[0] is not spec:
-        if len(_ALIASES) > 256:  # old flow sets after many reloads
-            _ALIASES.clear()
-        table = {fold(a): name for name, aliases in spec.answers.items() for a in [name, *aliases]}
-        cached = _ALIASES[id(spec)] = (spec, table)
-    return cached[1]
 
 
 class _SampleData(dict[str, Any]):
@@ -102,7 +81,7 @@ class ReplyFlow(Flow, frozen=True, kw_only=True, tag="reply"):
         sent: Answered | None = ctx.extra.get("answered")
         if sent is None:  # routed here only with the sent message; a replay may lack it
             return Outcome("not_an_answer", status="ignored")
-        answer = _aliases(self.reply).get(ctx.words[0]) if ctx.words else None
+        answer = alias_table(self.reply.answers).get(ctx.words[0]) if ctx.words else None
         variables = self._vars(sent, answer, sent.answer)
         if sent.expires_at is not None and ctx.msg.sent_at > sent.expires_at:
             return Outcome("expired", reply="expired", variables=variables)

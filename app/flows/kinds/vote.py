@@ -14,7 +14,7 @@ from sqlalchemy import Connection, Table, func, select, update
 from app.db.campaign_models import Vote
 from app.db.dialect import insert_unless_taken
 from app.flows.kinds.base import Context, Flow, Outcome
-from app.flows.matching import fold
+from app.flows.matching import alias_table, check_aliases
 
 VOTES: Table = Vote.__table__  # type: ignore[assignment]
 
@@ -30,22 +30,7 @@ class VoteSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             raise ValueError(
                 'options: a vote needs at least two options, e.g. { A = ["ANNA"], B = ["BARTEK"] }'
             )
-        owner: dict[str, str] = {}
-        for option, aliases in self.options.items():
-            for alias in [option, *aliases]:
-                key = fold(alias)
-                if " " in alias.strip():
-                    raise ValueError(
-                        f"options.{option}: alias {alias!r} must be one word "
-                        "(only the word after the keyword is compared)"
-                    )
-                if not key:
-                    raise ValueError(f"options.{option}: alias {alias!r} has no letters or digits")
-                if owner.get(key, option) != option:
-                    raise ValueError(
-                        f"options.{option}: alias {alias!r} is already used by option {owner[key]}"
-                    )
-                owner[key] = option
+        check_aliases(self.options, "options", noun="option ")
         for option in self.labels:
             if option not in self.options:
                 raise ValueError(f"labels.{option}: no such option (options are {', '.join(self.options)})")
@@ -53,21 +38,7 @@ class VoteSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             raise ValueError('on_repeat: "replace" works with per_sender = 1 only')
 
     def aliases(self) -> dict[str, str]:
-        return _aliases(self)
-
-
-_ALIASES: dict[int, tuple[VoteSpec, dict[str, str]]] = {}
-
-
-def _aliases(spec: VoteSpec) -> dict[str, str]:
-    """Folded alias → option, worked out once per loaded flow rather than once per vote."""
-    cached = _ALIASES.get(id(spec))
-    if cached is None or cached[0] is not spec:
-        if len(_ALIASES) > 256:  # old flow sets after many reloads
-            _ALIASES.clear()
-        table = {fold(a): option for option, aliases in spec.options.items() for a in [option, *aliases]}
-        cached = _ALIASES[id(spec)] = (spec, table)
-    return cached[1]
+        return alias_table(self.options)
 
 
 class VoteReplies(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
