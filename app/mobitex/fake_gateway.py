@@ -247,13 +247,19 @@ def create_fake_gateway(config: FakeGatewayConfig) -> Litestar:
     """The fake gateway's app: ``/sms.php``, ``/balance.php`` and the ``/fake/*`` control API."""
     fake = _Fake(config)
 
-    @route("/sms.php", http_method=["GET", "POST"])
-    async def sms(request: Request[Any, Any, Any]) -> Response[str]:
+    async def gate(request: Request[Any, Any, Any]) -> tuple[dict[str, str], str | Response[str] | None]:
+        """What both endpoints check first: an injected failure, then the account and the IP."""
         fields = await _fields(request)
         failure = await fake.injected()
         if failure is not None and failure.http_status:
-            return _plain("injected HTTP error\n", failure.http_status)
-        status = (failure.status if failure else None) or fake.refusal(fields, _peer(request))
+            return fields, _plain("injected HTTP error\n", failure.http_status)
+        return fields, (failure.status if failure else None) or fake.refusal(fields, _peer(request))
+
+    @route("/sms.php", http_method=["GET", "POST"])
+    async def sms(request: Request[Any, Any, Any]) -> Response[str]:
+        fields, status = await gate(request)
+        if isinstance(status, Response):
+            return status
         status = status or fake.message_refusal(fields)
         lines = []
         for number in fields.get("number", "").split(","):  # one status line per number
@@ -267,11 +273,9 @@ def create_fake_gateway(config: FakeGatewayConfig) -> Litestar:
 
     @route("/balance.php", http_method=["GET", "POST"])
     async def balance(request: Request[Any, Any, Any]) -> Response[str]:
-        fields = await _fields(request)
-        failure = await fake.injected()
-        if failure is not None and failure.http_status:
-            return _plain("injected HTTP error\n", failure.http_status)
-        status = (failure.status if failure else None) or fake.refusal(fields, _peer(request))
+        _, status = await gate(request)
+        if isinstance(status, Response):
+            return status
         return _plain(f"ERROR {status}\n" if status else f"OK {config.balance}\n")
 
     @get("/fake/messages", sync_to_thread=False)
