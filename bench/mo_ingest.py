@@ -4,7 +4,11 @@ Both servers run as uvicorn subprocesses with the service's own uvicorn options;
 load generator: keep-alive HTTP/1.1 connections over loopback, one unique sms_id per request. The
 ratio MO/bare says what storing a message durably costs on top of receiving the form.
 
-    .venv/bin/python bench/mo_ingest.py [--duration 10] [--concurrency 1,8,32] [--client raw|httpx]
+    .venv/bin/python bench/mo_ingest.py [--duration 5] [--rounds 3] [--concurrency 1,8,32]
+                                        [--client raw|httpx]
+
+The targets take turns, round after round, and the table shows each one's median round with the
+slowest and fastest beside it: on a shared machine a single run of each can be off by a third.
 
 ``--client raw`` (default) writes prebuilt requests on asyncio streams; ``httpx`` uses
 httpx.AsyncClient, which costs several times more CPU per request (the machine has 2 cores, shared
@@ -226,24 +230,43 @@ def service_env(database: Path, flows: Path) -> dict[str, str]:
     return env
 
 
-def print_settings(settings: Settings, client: str, duration: float, warmup: float) -> None:
+def print_settings(settings: Settings, client: str, duration: float, warmup: float, rounds: int) -> None:
     print(f"service: 1 uvicorn worker, {settings.database_url}")
     print(f"  sqlite synchronous={settings.sqlite_synchronous}, writer batch max={settings.writer_batch_max}")
     print(f"  uvicorn options: {server_options(settings)}")
-    print(f"load: {client} keep-alive HTTP/1.1 over loopback, warm-up {warmup:g} s, {duration:g} s per run")
+    print(
+        f"load: {client} keep-alive HTTP/1.1 over loopback, warm-up {warmup:g} s, {duration:g} s per run, "
+        f"{rounds} rounds"
+    )
     print(f"machine: {os.cpu_count()} CPUs, shared by the client and the server under test\n")
 
 
-def print_table(runs: list[Run]) -> None:
-    print(f"{'target':<7}{'conc':>5}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}{'client cpu':>12}")
+def median_runs(runs: list[Run]) -> dict[tuple[str, int], tuple[Run, float, float]]:
+    """Per (target, concurrency): the median round, and the slowest and fastest rates."""
+    grouped: dict[tuple[str, int], list[Run]] = {}
     for r in runs:
+        grouped.setdefault((r.target, r.concurrency), []).append(r)
+    out = {}
+    for key, rounds in grouped.items():
+        ordered = sorted(rounds, key=lambda r: r.per_second)
+        out[key] = (ordered[len(ordered) // 2], ordered[0].per_second, ordered[-1].per_second)
+    return out
+
+
+def print_table(runs: list[Run]) -> None:
+    medians = median_runs(runs)
+    print(
+        f"{'target':<7}{'conc':>5}{'req/s':>10}{'min–max':>15}{'p50 ms':>9}{'p99 ms':>9}"
+        f"{'errors':>8}{'client cpu':>12}"
+    )
+    for (target, c), (r, lo, hi) in medians.items():
         print(
-            f"{r.target:<7}{r.concurrency:>5}{r.per_second:>10.0f}"
+            f"{target:<7}{c:>5}{r.per_second:>10.0f}{f'{lo:.0f}–{hi:.0f}':>15}"
             f"{r.ms(0.5):>9.2f}{r.ms(0.99):>9.2f}{r.errors:>8}{r.client_cpu / r.seconds:>12.0%}"
         )
     print()
-    for c in sorted({r.concurrency for r in runs}):
-        by = {r.target: r.per_second for r in runs if r.concurrency == c}
+    for c in sorted({c for _, c in medians}):
+        by = {t: medians[(t, c)][0].per_second for t, cc in medians if cc == c}
         print(
             f"concurrency {c:>3}: MO/bare = {by['mo'] / by['bare']:.2f}, "
             f"vote/bare = {by['vote'] / by['bare']:.2f}, vote/MO = {by['vote'] / by['mo']:.2f}"
@@ -262,7 +285,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--duration", type=float, default=10.0, help="seconds per measured run")
+    parser.add_argument("--duration", type=float, default=5.0, help="seconds per measured run")
+    parser.add_argument("--rounds", type=int, default=3, help="runs of each target, taking turns")
     parser.add_argument("--warmup", type=float, default=1.0, help="seconds of warm-up before each run")
     parser.add_argument("--concurrency", default="1,8,32", help="comma-separated connection counts")
     parser.add_argument("--client", choices=["raw", "httpx"], default="raw")
@@ -279,7 +303,7 @@ def main() -> None:
         (base / "vote-flows" / "bench.toml").write_text(VOTE_FLOW, encoding="utf-8")
         mo_env = service_env(base / "mo.db", base / "flows")
         vote_env = service_env(base / "vote.db", base / "vote-flows")
-        print_settings(load_settings(mo_env, None), args.client, args.duration, args.warmup)
+        print_settings(load_settings(mo_env, None), args.client, args.duration, args.warmup, args.rounds)
         ports = {"bare": free_port(), "mo": free_port(), "vote": free_port()}
         bare_cmd = [sys.executable, str(Path(__file__).resolve()), "--serve-bare", str(ports["bare"])]
 
@@ -294,13 +318,15 @@ def main() -> None:
             server(serve("vote"), ports["vote"], vote_env, base),
         ):
             for concurrency in levels:
-                for target in ("bare", "mo", "vote"):
-                    warm = run_loop(load(ports[target], Run(target, concurrency), args.warmup, args.client))
-                    run = run_loop(load(ports[target], Run(target, concurrency), args.duration, args.client))
-                    if target in acknowledged:
-                        acknowledged[target] += warm.ok + run.ok
-                    runs.append(run)
-                    print(f"  {target} x{concurrency}: {run.per_second:.0f} req/s", file=sys.stderr)
+                for _ in range(args.rounds):
+                    for target in ("bare", "mo", "vote"):
+                        port = ports[target]
+                        warm = run_loop(load(port, Run(target, concurrency), args.warmup, args.client))
+                        run = run_loop(load(port, Run(target, concurrency), args.duration, args.client))
+                        if target in acknowledged:
+                            acknowledged[target] += warm.ok + run.ok
+                        runs.append(run)
+                        print(f"  {target} x{concurrency}: {run.per_second:.0f} req/s", file=sys.stderr)
         print_table(runs)
         ok = True
         for target in ("mo", "vote"):
