@@ -21,12 +21,12 @@ from typing import Any
 import msgspec
 from sqlalchemy import Connection, Table, bindparam, insert, select, update
 
-from app.db.dialect import insert_for
+from app.db.dialect import insert_for, insert_rows
 from app.db.models import Contact, FlowEvent, InboundMessage, OutboxMessage, utcnow
 from app.flows.kinds.base import Context, Inbound, Outcome
 from app.flows.loader import FlowSet, LoadedFlow
 from app.flows.matching import words
-from app.mobitex.encoding import measure, shorten_to_parts
+from app.mobitex.encoding import SmsEncoding, measure
 from app.outbox.correlation import Answered, correlate
 
 log = logging.getLogger("smsflows.flows")
@@ -78,7 +78,7 @@ class _Decisions:
                 "flow_hash": flow.hash if flow else None,
                 "outcome": outcome.name,
                 "detail": detail,
-                "reply_id": None,
+                "reply_ext_id": None,
                 "created_at": self.now,
             }
         )
@@ -91,16 +91,23 @@ class _Decisions:
 
     def write(self, conn: Connection) -> None:
         if self.replies:
-            ids = conn.scalars(
-                insert(OutboxMessage).returning(OutboxMessage.id, sort_by_parameter_order=True), self.replies
-            ).all()
-            for event, reply in self.reply_of_event.items():
-                self.events[event]["reply_id"] = ids[reply]
+            insert_rows(conn, OUTBOX, self.replies)
+        for event, reply in self.reply_of_event.items():
+            self.events[event]["reply_ext_id"] = self.replies[reply]["ext_id"]
         if self.events:
-            conn.execute(insert(FlowEvent), self.events)
+            conn.execute(_EVENT, self.events)
         if self.finishes:
             conn.execute(_FINISH, self.finishes)
 
+
+OUTBOX: Table = OutboxMessage.__table__  # type: ignore[assignment]
+
+# An event names its reply by the ext_id we gave it: the outbox ids need no RETURNING round.
+_EVENT = insert(FlowEvent).values(
+    reply_id=select(OutboxMessage.id)
+    .where(OutboxMessage.ext_id == bindparam("reply_ext_id"))
+    .scalar_subquery()
+)
 
 _FINISH = (
     update(InboundMessage)
@@ -148,9 +155,10 @@ def process_new(
     # back to it and done again with a SAVEPOINT per message, so that one failure stays alone.
     try:
         with _savepoint(conn, "smsflows_batch"):
+            routes = _route_batch(conn, flows, msgs, decisions.now, only_flow, answered)
             for msg in msgs:
                 results[msg.sms_id] = _process_one(
-                    conn, flows, msg, decisions, only_flow, answered.get(msg.id), isolate=False
+                    conn, flows, msg, decisions, only_flow, answered.get(msg.id), routes.get(msg.id), False
                 )
     except _FlowRaised:
         decisions, results = _Decisions(decisions.now), {}
@@ -164,6 +172,40 @@ class _FlowRaised(Exception):
     """A flow raised while the batch ran without per-message savepoints: run it again with them."""
 
 
+_Routed = tuple[LoadedFlow | None, Context]
+
+
+def _route_batch(
+    conn: Connection,
+    flows: FlowSet,
+    msgs: list[Inbound],
+    now: datetime,
+    only_flow: str | None,
+    answered: dict[int, Answered],
+) -> dict[int, _Routed]:
+    """Route the whole batch up front and let each flow prepare its share in bulk.
+
+    Only without conversational flows: then where a message goes depends on its text alone,
+    not on what the batch's earlier messages did, so routing ahead of acting changes nothing.
+    """
+    if flows.conversational:
+        return {}
+    routes = {m.id: _route(conn, flows, m, words(m.text), now, answered.get(m.id)) for m in msgs}
+    shares: dict[str, tuple[LoadedFlow, list[Context]]] = {}
+    for msg in msgs:
+        chosen, ctx = routes[msg.id]
+        if chosen is None or (only_flow is not None and chosen.id != only_flow):
+            continue
+        if chosen.definition.is_open(msg.sent_at):
+            shares.setdefault(chosen.id, (chosen, []))[1].append(ctx)
+    for flow, contexts in shares.values():
+        try:
+            flow.definition.prepare(contexts)
+        except Exception as exc:
+            raise _FlowRaised from exc
+    return routes
+
+
 def _process_one(
     conn: Connection,
     flows: FlowSet,
@@ -171,13 +213,13 @@ def _process_one(
     decisions: _Decisions,
     only_flow: str | None,
     answered: Answered | None = None,
+    routed: _Routed | None = None,
     isolate: bool = True,
 ) -> str:
-    folded = words(msg.text)
     now = decisions.now
     if not flows.conversational:
         # Without conversations routing needs no database: unmatched messages cost nothing here.
-        chosen, ctx = _route(conn, flows, msg, folded, now, answered)
+        chosen, ctx = routed or _route(conn, flows, msg, words(msg.text), now, answered)
         if only_flow is not None and (chosen is None or chosen.id != only_flow):
             return "skipped"
         if chosen is None:
@@ -186,7 +228,7 @@ def _process_one(
     try:
         with _savepoint(conn, "smsflows_message") if isolate else contextlib.nullcontext():
             if flows.conversational:
-                chosen, ctx = _route(conn, flows, msg, folded, now, answered)
+                chosen, ctx = _route(conn, flows, msg, words(msg.text), now, answered)
                 if only_flow is not None and (chosen is None or chosen.id != only_flow):
                     return "skipped"  # a replay of one flow leaves other flows' messages as they were
                 if chosen is None:
@@ -302,7 +344,7 @@ def _reply_row(
         **outcome.variables,
     }
     # A reply that echoes what the phone wrote can outgrow the sample `flows check` measured.
-    text = shorten_to_parts(reply.render(variables), flow.definition.max_parts)
+    text, measured = reply.sms(variables, flow.definition.max_parts)
     if not text:
         return None
     return outbox_row(
@@ -312,6 +354,7 @@ def _reply_row(
         flow=flow,
         inbound_id=ctx.msg.id,
         now=ctx.now,
+        measured=measured,
     )
 
 
@@ -323,8 +366,9 @@ def outbox_row(
     flow: LoadedFlow | None,
     inbound_id: int | None,
     now: datetime,
+    measured: SmsEncoding | None = None,
 ) -> dict[str, Any]:
-    m = measure(text)
+    m = measured or measure(text)
     return {
         "ext_id": secrets.token_hex(16),
         "to_number": to,

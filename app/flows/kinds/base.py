@@ -5,6 +5,7 @@ registering it in ``app/flows/kinds/__init__.py`` is all it takes to plug a new 
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Annotated, Any, ClassVar
@@ -28,11 +29,11 @@ class Inbound:
     text: str
     time: int
     ext_id: str | None
+    # When Mobitex received it: the moment time windows are judged by (asked for several times).
+    sent_at: datetime = field(init=False)
 
-    @property
-    def sent_at(self) -> datetime:
-        """When Mobitex received it: the moment time windows are judged by."""
-        return datetime.fromtimestamp(self.time, UTC)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "sent_at", datetime.fromtimestamp(self.time, UTC))
 
 
 @dataclass(slots=True)
@@ -113,9 +114,7 @@ class Flow(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True
 
     def window(self) -> tuple[datetime, datetime]:
         """The time window in UTC; a time without an offset is Warsaw time."""
-        lo = _aware(self.starts) if self.starts else datetime.min.replace(tzinfo=UTC)
-        hi = _aware(self.ends) if self.ends else datetime.max.replace(tzinfo=UTC)
-        return lo, hi
+        return _window(self.starts, self.ends)
 
     def is_open(self, at: datetime) -> bool:
         lo, hi = self.window()
@@ -135,6 +134,14 @@ class Flow(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True
     def handle(self, ctx: Context) -> Outcome:
         raise NotImplementedError
 
+    def prepare(self, contexts: list[Context]) -> None:
+        """Decide at once what can be decided for many messages of a batch; ``handle`` then
+        finds it in ``ctx.extra``. Optional: ``handle`` must work without it.
+
+        The engine calls it only when routing needs no database (no conversational flow is
+        loaded), with every message of the batch this flow will handle while open, in order.
+        """
+
     def closed(self, ctx: Context) -> Outcome:
         """A keyword of this flow outside its window."""
         lo, hi = self.window()
@@ -151,6 +158,13 @@ class Flow(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True
     def results(self, conn: Connection) -> dict[str, Any]:
         """The flow's results for the API and the CLI."""
         return {}
+
+
+@functools.lru_cache(maxsize=1024)  # asked for several times per message, and flows rarely change
+def _window(starts: datetime | None, ends: datetime | None) -> tuple[datetime, datetime]:
+    lo = _aware(starts) if starts else datetime.min.replace(tzinfo=UTC)
+    hi = _aware(ends) if ends else datetime.max.replace(tzinfo=UTC)
+    return lo, hi
 
 
 def _aware(value: datetime) -> datetime:

@@ -12,7 +12,7 @@ import msgspec
 from sqlalchemy import Connection, Table, func, select, update
 
 from app.db.campaign_models import Vote
-from app.db.dialect import insert_unless_taken
+from app.db.dialect import insert_each_unless_taken, insert_unless_taken
 from app.flows.kinds.base import Context, Flow, Outcome
 from app.flows.matching import alias_table, check_aliases
 
@@ -53,13 +53,28 @@ class VoteFlow(Flow, frozen=True, kw_only=True, tag="vote"):
     vote: VoteSpec
     replies: VoteReplies = VoteReplies()
 
+    def prepare(self, contexts: list[Context]) -> None:
+        # One vote per phone: one INSERT for the batch tries every first vote, and the unique
+        # key says which were first (an earlier row of the same batch takes the key too).
+        if self.vote.per_sender != 1:
+            return
+        rows = [self._row(ctx, choice, seq=1) for ctx in contexts if (choice := self._choice(ctx))]
+        if not rows:
+            return
+        inserted = insert_each_unless_taken(contexts[0].conn, VOTES, rows, key="inbound_id")
+        for ctx in contexts:
+            ctx.extra["vote_inserted"] = ctx.msg.id in inserted
+
     def handle(self, ctx: Context) -> Outcome:
-        choice = self.vote.aliases().get(ctx.args[0]) if ctx.args else None
+        choice = self._choice(ctx)
         if choice is None:
             return Outcome("invalid", reply="invalid", variables=self._vars(None))
-        if self.vote.per_sender == 1 and insert_unless_taken(ctx.conn, VOTES, self._row(ctx, choice, seq=1)):
-            # The common case costs one statement: the unique key says whether it is the first.
-            return Outcome("accepted", reply="accepted", variables=self._vars(choice, 1))
+        if self.vote.per_sender == 1:
+            inserted = ctx.extra.get("vote_inserted")
+            if inserted is None:  # not prepared: the unique key decides this one vote alone
+                inserted = insert_unless_taken(ctx.conn, VOTES, self._row(ctx, choice, seq=1))
+            if inserted:
+                return Outcome("accepted", reply="accepted", variables=self._vars(choice, 1))
         mine = ctx.conn.execute(
             select(Vote.id, Vote.option)
             .where(Vote.flow_id == self.id, Vote.sender == ctx.msg.sender)
@@ -86,6 +101,9 @@ class VoteFlow(Flow, frozen=True, kw_only=True, tag="vote"):
             reply = "replaced" if self.replies.replaced is not None else "accepted"
             return Outcome("replaced", reply=reply, variables={**self._vars(choice, 1), "previous": previous})
         return Outcome("repeat", reply="repeat", variables=self._vars(mine[-1].option, len(mine)))
+
+    def _choice(self, ctx: Context) -> str | None:
+        return self.vote.aliases().get(ctx.args[0]) if ctx.args else None
 
     def _row(self, ctx: Context, option: str, seq: int) -> dict[str, Any]:
         return {
