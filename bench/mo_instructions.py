@@ -1,0 +1,143 @@
+"""MO ingest cost in CPU instructions per message: the webhook without flows and with a vote flow.
+
+Requests per second on a shared machine swing by a third from one run to the next; instructions
+counted by valgrind's callgrind do not. The service runs under callgrind (about fifty times slower,
+which does not matter here); after a warm-up the counters are zeroed, a fixed number of MO requests
+is sent, and the counters are dumped. Instructions per message, for both services, say what a vote
+costs on top of storing a message, whatever else the machine is doing. The kernel's share (disk
+writes, fsync) is not in the count: ``bench/mo_ingest.py`` measures wall-clock throughput.
+
+    .venv/bin/python bench/mo_instructions.py [--messages 2000] [--concurrency 1,8,32]
+
+Needs valgrind (``apt install valgrind``): callgrind and callgrind_control.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from mo_ingest import CONTENT_TYPE, PATH, VOTE_FLOW, body, content_length, count_rows, free_port, service_env
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+async def send(port: int, concurrency: int, total: int) -> int:
+    """Send ``total`` MO requests over ``concurrency`` keep-alive connections; returns the 200s."""
+    left, ok = [total], [0]
+    head = (
+        f"POST {PATH} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: {CONTENT_TYPE}\r\n"
+        "Content-Length: {}\r\n\r\n"
+    )
+
+    async def connection() -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            while left[0] > 0:
+                left[0] -= 1
+                payload = body()
+                writer.write(head.format(len(payload)).encode() + payload)
+                lines = (await reader.readuntil(b"\r\n\r\n")).split(b"\r\n")
+                await reader.readexactly(content_length(lines))
+                ok[0] += lines[0].split(b" ")[1] == b"200"
+        finally:
+            writer.close()
+
+    await asyncio.gather(*(connection() for _ in range(concurrency)))
+    return ok[0]
+
+
+def wait_for(port: int, proc: subprocess.Popen[bytes], seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while True:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+            return
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit(f"the service did not start under valgrind (exit code {proc.poll()})")
+        time.sleep(0.5)
+
+
+def measure(target: str, concurrency: int, messages: int, base: Path) -> tuple[float, bool]:
+    """Instructions per message of one service, and whether every 200 is a stored row."""
+    work = base / f"{target}-{concurrency}"
+    (work / "flows").mkdir(parents=True)
+    if target == "vote":
+        (work / "flows" / "bench.toml").write_text(VOTE_FLOW, encoding="utf-8")
+    database = work / "smsflows.db"
+    port = free_port()
+    out = work / "callgrind.out"
+    command = [
+        "valgrind",
+        "--tool=callgrind",
+        f"--callgrind-out-file={out}",
+        sys.executable,
+        "-m",
+        "app.cli",
+        "serve",
+        "--port",
+        str(port),
+    ]
+    proc = subprocess.Popen(
+        command,
+        env=service_env(database, work / "flows"),
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for(port, proc, 600)
+        warm = asyncio.run(send(port, concurrency, 200))
+        subprocess.run(["callgrind_control", "--zero", str(proc.pid)], check=True, capture_output=True)
+        acknowledged = asyncio.run(send(port, concurrency, messages))
+        subprocess.run(["callgrind_control", "--dump", str(proc.pid)], check=True, capture_output=True)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=300)
+    dumps = [p for p in work.glob("callgrind.out.*") if p.suffix != ".out"]
+    if not dumps:
+        raise SystemExit(f"callgrind wrote no dump in {work}")
+    summary = next(
+        int(line.split()[1]) for line in dumps[0].read_text().splitlines() if line.startswith("summary:")
+    )
+    rows, held, _votes = count_rows(database)
+    return summary / messages, rows == warm + acknowledged == 200 + messages and held == 0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--messages", type=int, default=2000, help="MO requests counted per service")
+    parser.add_argument("--concurrency", default="1,8,32", help="comma-separated connection counts")
+    args = parser.parse_args()
+    if not (shutil.which("valgrind") and shutil.which("callgrind_control")):
+        raise SystemExit("valgrind is not installed: `apt install valgrind`, then run this again")
+    levels = [int(c) for c in args.concurrency.split(",")]
+    print(f"service: 1 uvicorn worker under callgrind, SQLite; {args.messages} MO requests counted per run\n")
+    print(f"{'conc':>5}{'no flows':>14}{'vote flow':>14}{'no flows / vote':>18}")
+    good = True
+    with tempfile.TemporaryDirectory(prefix="smsflows-instructions-") as tmp:
+        base = Path(tmp)
+        for concurrency in levels:
+            # Both services at once: each is counted alone, whatever the other one is doing.
+            with ThreadPoolExecutor(2) as pool:
+                runs = [pool.submit(measure, t, concurrency, args.messages, base) for t in ("mo", "vote")]
+                (mo, mo_ok), (vote, vote_ok) = (r.result() for r in runs)
+            good &= mo_ok and vote_ok
+            print(f"{concurrency:>5}{mo / 1e6:>12.3f} M{vote / 1e6:>12.3f} M{mo / vote:>18.2f}")
+    print("\ninstructions per message; the last column is the throughput ratio these counts predict")
+    if not good:
+        raise SystemExit("MISMATCH: stored rows differ from the 200 answers")
+
+
+if __name__ == "__main__":
+    main()
