@@ -74,21 +74,24 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def server(command: list[str], port: int, env: dict[str, str], cwd: Path) -> Iterator[None]:
+def server(
+    command: list[str], port: int, env: dict[str, str], cwd: Path, *, timeout: float = 30, quiet: bool = False
+) -> Iterator[subprocess.Popen[bytes]]:
     """Run a server subprocess until the block ends; uvicorn listens only once its lifespan started."""
-    proc = subprocess.Popen(command, env=env, cwd=cwd)
+    output = subprocess.DEVNULL if quiet else None
+    proc = subprocess.Popen(command, env=env, cwd=cwd, stdout=output, stderr=output)
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + timeout
         while True:
             with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
                 break
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise SystemExit(f"server {command} did not start (exit code {proc.poll()})")
             time.sleep(0.05)
-        yield
+        yield proc
     finally:
         proc.terminate()  # SIGTERM: uvicorn shuts down gracefully, the writer commits what it holds
-        proc.wait(timeout=30)
+        proc.wait(timeout=timeout)
 
 
 # --- load generation ---------------------------------------------------------------------------------

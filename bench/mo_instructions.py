@@ -16,17 +16,24 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from mo_ingest import CONTENT_TYPE, PATH, VOTE_FLOW, body, content_length, count_rows, free_port, service_env
+from mo_ingest import (
+    CONTENT_TYPE,
+    PATH,
+    VOTE_FLOW,
+    body,
+    content_length,
+    count_rows,
+    free_port,
+    server,
+    service_env,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -56,16 +63,6 @@ async def send(port: int, concurrency: int, total: int) -> int:
     return ok[0]
 
 
-def wait_for(port: int, proc: subprocess.Popen[bytes], seconds: float) -> None:
-    deadline = time.monotonic() + seconds
-    while True:
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
-            return
-        if proc.poll() is not None or time.monotonic() > deadline:
-            raise SystemExit(f"the service did not start under valgrind (exit code {proc.poll()})")
-        time.sleep(0.5)
-
-
 def measure(target: str, concurrency: int, messages: int, base: Path) -> tuple[float, bool]:
     """Instructions per message of one service, and whether every 200 is a stored row."""
     work = base / f"{target}-{concurrency}"
@@ -86,22 +83,13 @@ def measure(target: str, concurrency: int, messages: int, base: Path) -> tuple[f
         "--port",
         str(port),
     ]
-    proc = subprocess.Popen(
-        command,
-        env=service_env(database, work / "flows"),
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        wait_for(port, proc, 600)
+    env = service_env(database, work / "flows")
+    # Python under callgrind starts in a minute or two, and stops as slowly.
+    with server(command, port, env, ROOT, timeout=600, quiet=True) as proc:
         warm = asyncio.run(send(port, concurrency, 200))
         subprocess.run(["callgrind_control", "--zero", str(proc.pid)], check=True, capture_output=True)
         acknowledged = asyncio.run(send(port, concurrency, messages))
         subprocess.run(["callgrind_control", "--dump", str(proc.pid)], check=True, capture_output=True)
-    finally:
-        proc.terminate()
-        proc.wait(timeout=300)
     dumps = [p for p in work.glob("callgrind.out.*") if p.suffix != ".out"]
     if not dumps:
         raise SystemExit(f"callgrind wrote no dump in {work}")
