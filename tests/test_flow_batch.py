@@ -1,8 +1,8 @@
 """Flows over a whole writer batch: deciding many votes in one statement changes no outcome.
 
-The writer hands the flow engine every message of a group commit at once; without conversational
-flows the engine routes them all first and lets a vote flow insert the batch's first votes with one
-statement. These tests put several messages in one batch (``batches == 1`` proves it) and check
+The writer hands the flow engine every message of a group commit at once; the engine routes them
+first (all but those of phones in a survey) and lets a vote flow insert the batch's first votes with
+one statement. These tests put several messages in one batch (``batches == 1`` proves it) and check
 that every vote, outcome, reply and event is what message-by-message processing gives.
 """
 
@@ -25,6 +25,31 @@ from app.mobitex.mo_form import parse_mo
 from tests.conftest import Service, make_settings, mo_form, write_flows
 from tests.test_flow_vote import AFTER, IN_WINDOW, vote_flow
 from tests.test_replay import vote as replay_vote
+
+# A two-question survey on the vote's number; another flow's keyword mid-survey aborts it.
+SURVEY = """
+id = "opinia"
+kind = "survey"
+numbers = ["70120"]
+keywords = ["ANKIETA"]
+
+[[survey.steps]]
+id = "rating"
+type = "integer"
+ask = "Jak oceniasz program od 1 do 10?"
+min = 1
+max = 10
+
+[[survey.steps]]
+id = "again"
+type = "choice"
+ask = "Obejrzysz ponownie? TAK/NIE"
+choices = { TAK = ["T"], NIE = ["N"] }
+
+[replies]
+done = "Dziękujemy!"
+aborted = "Ankieta przerwana."
+"""
 
 Batch = Callable[[list[dict[str, str]]], Any]
 Opener = Callable[[Path], Any]
@@ -176,3 +201,52 @@ async def test_a_flow_failing_in_a_batch_leaves_the_others_votes_counted_once(
         assert await db.scalar("SELECT count(*) FROM outbox") == 2  # "repeat" has no reply here
         events = await db.rows("SELECT outcome FROM flow_events ORDER BY id")
         assert sorted(r[0] for r in events) == ["accepted", "accepted", "repeat"]
+
+
+async def test_with_a_survey_loaded_a_phone_that_opens_it_is_routed_in_order(
+    batch_writer: Opener, tmp_path: Path
+) -> None:
+    flows = write_flows(tmp_path / "flows", final=vote_flow(), opinia=SURVEY)
+    forms = [
+        mo_form(text="GLOS A", time=IN_WINDOW, sender="48600000001"),
+        mo_form(text="ANKIETA", time=IN_WINDOW, sender="48600000002"),
+        mo_form(text="7", time=IN_WINDOW, sender="48600000002"),  # answers the question just asked
+        mo_form(text="GLOS B", time=IN_WINDOW, sender="48600000002"),  # aborts the survey, then votes
+        mo_form(text="GLOS B", time=IN_WINDOW, sender="48600000003"),
+        mo_form(text="GLOS A", time=IN_WINDOW, sender="48600000001"),
+    ]
+    async with batch_writer(flows) as (send, w, db):
+        await send(forms)
+        assert w.batches == 1
+        outcomes = [o for o, _ in await _outcomes(db, forms)]
+        assert outcomes == ["accepted", "started", "answered", "accepted", "accepted", "repeat"]
+        votes = dict(await db.rows("SELECT sender, option FROM votes"))
+        assert votes == {"48600000001": "A", "48600000002": "B", "48600000003": "B"}
+        answers = await db.rows("SELECT step, value FROM survey_answers")
+        assert [tuple(r) for r in answers] == [("rating", "7")]
+        assert await db.scalar("SELECT status FROM conversations") == "aborted"
+
+
+async def test_a_phone_already_in_a_survey_keeps_its_conversation_in_a_batch(
+    batch_writer: Opener, tmp_path: Path
+) -> None:
+    flows = write_flows(tmp_path / "flows", final=vote_flow(), opinia=SURVEY)
+    started = [mo_form(text="ANKIETA", time=IN_WINDOW, sender="48600000002")]
+    then = [
+        mo_form(text="GLOS A", time=IN_WINDOW, sender="48600000001"),
+        mo_form(text="8", time=IN_WINDOW, sender="48600000002"),
+        mo_form(text="TAK", time=IN_WINDOW, sender="48600000002"),
+        mo_form(text="GLOS B", time=IN_WINDOW, sender="48600000004"),
+    ]
+    async with batch_writer(flows) as (send, w, db):
+        await send(started)
+        await send(then)
+        assert w.batches == 2
+        outcomes = [o for o, _ in await _outcomes(db, started + then)]
+        assert outcomes == ["started", "accepted", "answered", "completed", "accepted"]
+        answers = await db.rows("SELECT step, value FROM survey_answers ORDER BY id")
+        assert [tuple(r) for r in answers] == [("rating", "8"), ("again", "TAK")]
+        assert dict(await db.rows("SELECT sender, option FROM votes")) == {
+            "48600000001": "A",
+            "48600000004": "B",
+        }

@@ -36,6 +36,16 @@ def active_conversation(
     return row
 
 
+def phones_in_conversation(conn: Connection, senders: set[str]) -> set[tuple[str, str]]:
+    """(phone, number) of every active conversation of these phones, in one query for a batch."""
+    rows = conn.execute(
+        select(Conversation.sender, Conversation.number).where(
+            Conversation.status == "active", Conversation.sender.in_(senders)
+        )
+    ).all()
+    return {(r.sender, r.number) for r in rows}
+
+
 def start_conversation(
     conn: Connection,
     *,

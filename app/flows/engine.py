@@ -183,17 +183,31 @@ def _route_batch(
     only_flow: str | None,
     answered: dict[int, Answered],
 ) -> dict[int, _Routed]:
-    """Route the whole batch up front and let each flow prepare its share in bulk.
+    """Route the batch up front where that changes nothing, and let each flow prepare its share.
 
-    Only without conversational flows: then where a message goes depends on its text alone,
-    not on what the batch's earlier messages did, so routing ahead of acting changes nothing.
+    Where a message goes depends on its text, except for a phone in a conversation (a survey),
+    and only that phone's own messages to a conversational flow can open one. So a phone with
+    an open conversation, or one that opens one in this batch, has its messages (from that one
+    on) routed one after another as they are processed; every other message is routed now.
     """
+    waiting: set[tuple[str, str]] = set()  # (phone, number) routed one message after another
     if flows.conversational:
-        return {}
-    routes = {m.id: _route(conn, flows, m, words(m.text), now, answered.get(m.id)) for m in msgs}
+        from app.flows.conversations import phones_in_conversation
+
+        waiting = phones_in_conversation(conn, {m.sender for m in msgs})
+    routes: dict[int, _Routed] = {}
     shares: dict[str, tuple[LoadedFlow, list[Context]]] = {}
     for msg in msgs:
-        chosen, ctx = routes[msg.id]
+        phone = (msg.sender, msg.number)
+        if phone in waiting:
+            continue
+        chosen, ctx = _route(
+            conn, flows, msg, words(msg.text), now, answered.get(msg.id), conversations=False
+        )
+        if chosen is not None and type(chosen.definition).conversational:
+            waiting.add(phone)
+            continue
+        routes[msg.id] = chosen, ctx
         if chosen is None or (only_flow is not None and chosen.id != only_flow):
             continue
         if chosen.definition.is_open(msg.sent_at):
@@ -217,7 +231,8 @@ def _process_one(
     isolate: bool = True,
 ) -> str:
     now = decisions.now
-    if not flows.conversational:
+    in_order = routed is None and flows.conversational  # routed here, after the batch's earlier ones
+    if not in_order:
         # Without conversations routing needs no database: unmatched messages cost nothing here.
         chosen, ctx = routed or _route(conn, flows, msg, words(msg.text), now, answered)
         if only_flow is not None and (chosen is None or chosen.id != only_flow):
@@ -227,7 +242,7 @@ def _process_one(
             return "ignored"
     try:
         with _savepoint(conn, "smsflows_message") if isolate else contextlib.nullcontext():
-            if flows.conversational:
+            if in_order:
                 chosen, ctx = _route(conn, flows, msg, words(msg.text), now, answered)
                 if only_flow is not None and (chosen is None or chosen.id != only_flow):
                     return "skipped"  # a replay of one flow leaves other flows' messages as they were
@@ -273,7 +288,10 @@ def _route(
     folded: list[str],
     now: datetime,
     answered: Answered | None = None,
+    conversations: bool = True,
 ) -> tuple[LoadedFlow | None, Context]:
+    """The flow that takes the message; ``conversations=False`` when the phone is known to have
+    no open conversation."""
     ctx = Context(conn=conn, msg=msg, flow_hash="", words=folded, keyword=None, now=now)
     matched = flows.index.lookup(msg.number, folded[0]) if folded else []
     at = msg.sent_at
@@ -285,7 +303,7 @@ def _route(
         if taker is not None and (chosen is None or not type(chosen.definition).interrupts):
             ctx.flow_hash = taker.hash
             return taker, ctx
-    if flows.conversational and (chosen is None or not type(chosen.definition).interrupts):
+    if conversations and flows.conversational and (chosen is None or not type(chosen.definition).interrupts):
         from app.flows.conversations import active_conversation  # only sets with surveys pay for it
 
         conversation = active_conversation(conn, msg.sender, msg.number, at=at, now=now)

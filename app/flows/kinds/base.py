@@ -138,8 +138,8 @@ class Flow(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True
         """Decide at once what can be decided for many messages of a batch; ``handle`` then
         finds it in ``ctx.extra``. Optional: ``handle`` must work without it.
 
-        The engine calls it only when routing needs no database (no conversational flow is
-        loaded), with every message of the batch this flow will handle while open, in order.
+        The engine calls it with the batch's messages this flow will handle while open, in order,
+        leaving out those of phones in a conversation (their route is known only as they come).
         """
 
     def closed(self, ctx: Context) -> Outcome:
