@@ -27,6 +27,7 @@ from app.flows.kinds.base import Context, Inbound, Outcome
 from app.flows.loader import FlowSet, LoadedFlow
 from app.flows.matching import words
 from app.mobitex.encoding import SmsEncoding, measure
+from app.outbox.claims import OUTBOX
 from app.outbox.correlation import Answered, correlate
 
 log = logging.getLogger("smsflows.flows")
@@ -99,8 +100,6 @@ class _Decisions:
         if self.finishes:
             conn.execute(_FINISH, self.finishes)
 
-
-OUTBOX: Table = OutboxMessage.__table__  # type: ignore[assignment]
 
 # An event names its reply by the ext_id we gave it: the outbox ids need no RETURNING round.
 _EVENT = insert(FlowEvent).values(
@@ -233,7 +232,8 @@ def _process_one(
     now = decisions.now
     in_order = routed is None and flows.conversational  # routed here, after the batch's earlier ones
     if not in_order:
-        # Without conversations routing needs no database: unmatched messages cost nothing here.
+        # Routed with the batch (or a set without conversations): routing needed no database,
+        # so unmatched messages cost nothing here.
         chosen, ctx = routed or _route(conn, flows, msg, words(msg.text), now, answered)
         if only_flow is not None and (chosen is None or chosen.id != only_flow):
             return "skipped"
