@@ -32,6 +32,7 @@ run: $(BIN)/.installed
 	SMSFLOWS_MOBITEX_PASSWORD="$${SMSFLOWS_MOBITEX_PASSWORD:-smsflows}" \
 	SMSFLOWS_MOBITEX_FROM="$${SMSFLOWS_MOBITEX_FROM:-70120}" \
 	SMSFLOWS_ACTION_SECRET="$${SMSFLOWS_ACTION_SECRET:-dev-secret}" \
+	SMSFLOWS_PSEUDONYM_KEY="$${SMSFLOWS_PSEUDONYM_KEY:-dev-pseudonyms}" \
 	$(BIN)/smsflows serve --host $(HOST) --port $(PORT)
 
 # pytest's exit code 5 means "no tests collected", which is not a failure of the code.

@@ -17,6 +17,7 @@ from litestar.openapi.config import OpenAPIConfig
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app import __version__
+from app.api.draws import DrawsController
 from app.api.flows import FlowsController
 from app.api.health import health, ready
 from app.api.inbound import InboundController
@@ -117,6 +118,7 @@ def create_app(settings: Settings) -> Litestar:
             FlowsController,
             OutboxController,
             MessagesController,
+            DrawsController,
         ],
         dependencies={
             "db_session": Provide(_db_session),

@@ -44,6 +44,7 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     send_max_age: int = 3600
     send_lease: int = 60
     action_secret: str | None = None
+    pseudonym_key: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("mo_allowed_ips", "trusted_proxies"):
@@ -114,7 +115,7 @@ def _hide_password(url: str) -> str:
     return f"{scheme}://{credentials.split(':', 1)[0]}:***@{host}"
 
 
-_SECRETS = frozenset({"mobitex_password", "api_token", "action_secret"})
+_SECRETS = frozenset({"mobitex_password", "api_token", "action_secret", "pseudonym_key"})
 _LISTS = frozenset({"mo_allowed_ips", "trusted_proxies"})
 
 
