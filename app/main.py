@@ -17,6 +17,8 @@ from litestar.openapi.config import OpenAPIConfig
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app import __version__
+from app.api.audit import AuditController
+from app.api.contacts import ContactsController
 from app.api.draws import DrawsController
 from app.api.flows import FlowsController
 from app.api.health import health, ready
@@ -119,6 +121,8 @@ def create_app(settings: Settings) -> Litestar:
             OutboxController,
             MessagesController,
             DrawsController,
+            ContactsController,
+            AuditController,
         ],
         dependencies={
             "db_session": Provide(_db_session),

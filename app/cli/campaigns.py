@@ -106,25 +106,31 @@ def export_command(flow_id: str, csv_file: Path) -> None:
     """Export the entries of flow ID as CSV, one row each, oldest first.
 
     A vote exports its votes, a contest its code redemptions, a list its subscriptions, a survey
-    its answers; other kinds export their decisions from the event log. Times are UTC.
+    its answers; other kinds export their decisions from the event log. Times are UTC. Beside
+    the file goes FILE.manifest.json with its row count and SHA-256 (see `smsflows check-export`).
 
     \b
     Example:
       smsflows export final --csv final-votes.csv
     """
+    from app.audit import write_manifest
+    from app.db.models import utcnow
     from app.flows.results import find_flow, read_entries, write_csv
 
     settings = cli_settings()
-    columns, rows = asyncio.run(read_entries(settings, find_flow(Path(settings.flows_dir), flow_id)))
+    flow = find_flow(Path(settings.flows_dir), flow_id)
+    columns, rows = asyncio.run(read_entries(settings, flow))
     if str(csv_file) == "-":
         write_csv(sys.stdout, columns, rows)
         return
     try:
         with csv_file.open("w", newline="", encoding="utf-8") as out:
             write_csv(out, columns, rows)
+        manifest = write_manifest(csv_file, flow.id, flow.hash, len(rows), utcnow())
     except OSError as exc:
-        raise click.ClickException(f"cannot write {csv_file}: {exc.strerror}") from None
-    click.echo(f"{len(rows)} row(s) written to {csv_file}", err=True)
+        raise click.ClickException(f"cannot write {exc.filename}: {exc.strerror}") from None
+    click.echo(f"{len(rows)} row(s) written to {csv_file}, SHA-256 {manifest.sha256}", err=True)
+    click.echo(f"manifest: {csv_file}.manifest.json; `smsflows check-export {csv_file}` checks it", err=True)
 
 
 @main.command()
