@@ -33,6 +33,7 @@ from app.ingest.webhook import mo_webhook
 from app.ingest.writer import GroupWriter
 from app.outbox.actions import ActionDeliverer
 from app.outbox.dispatcher import Dispatcher
+from app.privacy.retention import ScheduledPurge
 from app.settings import Settings, load_settings
 
 log = logging.getLogger("smsflows")
@@ -90,6 +91,9 @@ def create_app(settings: Settings) -> Litestar:
             actions = ActionDeliverer(engine, settings) if settings.dispatcher else None
             if actions is not None:
                 await actions.start()
+            purger = ScheduledPurge(engine, settings) if settings.retention_purge_hours else None
+            if purger is not None:
+                await purger.start()
             app.state.dispatcher = dispatcher
             app.state.engine, app.state.writer, app.state.flows = engine, writer, flows
             _reload_on_sighup(flows)
@@ -101,6 +105,8 @@ def create_app(settings: Settings) -> Litestar:
             try:
                 yield
             finally:
+                if purger is not None:
+                    await purger.stop()
                 if actions is not None:
                     await actions.stop()
                 if dispatcher is not None:

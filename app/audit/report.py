@@ -15,9 +15,9 @@ from sqlalchemy import Connection, func, select
 
 from app.audit.rebuild import AUDITED, Entries, by_version, events, live, rebuilt, tally
 from app.db.models import FlowEvent, InboundMessage
-from app.draws.canonical import mask
 from app.errors import SmsflowsError
 from app.flows.loader import LoadedFlow
+from app.privacy.pseudonyms import mask
 
 MAX_LISTED = 200  # differences listed one by one; the count is always whole
 

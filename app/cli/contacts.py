@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from app.cli.root import cli_settings, main
+from app.cli.root import cli_actor, cli_settings, main
 
 if TYPE_CHECKING:
     from app.audit import Participation
@@ -65,3 +65,45 @@ def contacts_show(number: str, flow_id: str, as_json: bool) -> None:
                 click.echo(f"      reply: {d.reply!r}")
         if m.error:
             click.echo(f"      error: {m.error}")
+
+
+@contacts.command("forget")
+@click.argument("number")
+@click.option(
+    "--by", default=None, metavar="NAME", help="Who asked for it, for the record [default: your user name]."
+)
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def contacts_forget(number: str, by: str | None, yes: bool) -> None:
+    """Erase NUMBER's personal data everywhere, keeping every count exact.
+
+    The number becomes its pseudonym (a keyed hash, SMSFLOWS_PSEUDONYM_KEY) in every table: its
+    votes, codes, list memberships, answers, decisions and draw picks stay and still count. Its
+    message texts, the raw requests and the texts sent to it are emptied; quarantined requests
+    that mention it are discarded. The erasure is recorded, by pseudonym. It cannot be undone.
+
+    \b
+    Example:
+      smsflows contacts forget 48600123456 --by "wniosek RODO 2026/12/01"
+    """
+    from app.db.models import utcnow
+    from app.flows.results import open_database
+    from app.mobitex.mo_form import normalise_number
+    from app.privacy.forget import Forgotten, forget
+
+    settings = cli_settings()
+    phone = normalise_number(number)
+    if not yes:
+        click.confirm(f"Erase the data of {phone} for good?", abort=True)
+
+    async def go() -> Forgotten:
+        async with open_database(settings) as engine, engine.begin() as conn:
+            return await conn.run_sync(
+                lambda c: forget(c, phone, settings.pseudonym_key, cli_actor(by), utcnow())
+            )
+
+    done = asyncio.run(go())
+    if not done.rows:
+        click.echo(f"nothing stored for {phone}; the request is recorded as {done.pseudonym}")
+        return
+    changed = ", ".join(f"{table} {n}" for table, n in done.rows.items())
+    click.echo(f"{phone} erased; it is {done.pseudonym} from now on. Rows changed: {changed}")

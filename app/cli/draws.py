@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import getpass
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -11,21 +10,12 @@ from typing import TYPE_CHECKING
 
 import click
 
-from app.cli.root import cli_settings, main
+from app.cli.root import cli_actor, cli_settings, main
 
 if TYPE_CHECKING:
     from rich.console import Console
 
     from app.draws import DrawRecord, RoundSummary, StoredPick, Verification
-
-
-def _actor(by: str | None) -> str:
-    if by:
-        return by
-    try:
-        return getpass.getuser()
-    except (OSError, KeyError):
-        return "unknown"
 
 
 def _time(name: str, value: str | None) -> datetime | None:
@@ -129,7 +119,7 @@ def draw_run(
 
     async def go() -> DrawRecord:
         async with open_database(settings) as engine:
-            return await run_draw(engine, flow, request, _actor(by), settings.pseudonym_key)
+            return await run_draw(engine, flow, request, cli_actor(by), settings.pseudonym_key)
 
     record = asyncio.run(go())
     if output is not None:

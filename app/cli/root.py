@@ -17,6 +17,18 @@ def cli_settings() -> Settings:
         raise click.ClickException(str(exc)) from None
 
 
+def cli_actor(by: str | None) -> str:
+    """Who runs a command, for the records that keep it: ``--by NAME`` or the OS user."""
+    import getpass
+
+    if by:
+        return by
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):
+        return "unknown"
+
+
 class CleanErrors(click.Group):
     """Domain errors become one readable line instead of a traceback."""
 

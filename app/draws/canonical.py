@@ -7,32 +7,19 @@ are masked can still be checked by anyone, and the ids reveal nobody.
 from __future__ import annotations
 
 import hashlib
-import hmac
 from collections.abc import Iterable
 
-from app.errors import SmsflowsError
+from app.privacy.pseudonyms import PSEUDONYM_PREFIX, PseudonymKeyMissing, mask, pseudonym
 
-PSEUDONYM_PREFIX = "p"
-
-
-class PseudonymKeyMissing(SmsflowsError):
-    """Draws and erasure need the key that turns phone numbers into pseudonyms."""
-
-
-def pseudonym(key: str | None, phone: str) -> str:
-    """``p`` and 16 hex digits of HMAC-SHA256(key, phone): the same person always gets the same
-    pseudonym, and without the key nobody can tell whose it is. A pseudonym maps to itself, so
-    entries whose phone was already erased keep their id."""
-    if phone.startswith(PSEUDONYM_PREFIX):
-        return phone
-    if not key:
-        raise PseudonymKeyMissing(
-            "SMSFLOWS_PSEUDONYM_KEY is not set: set it to a long random secret, e.g. the output of "
-            "`python3 -c 'import secrets; print(secrets.token_hex(32))'`, and keep it: entry ids "
-            "and erased numbers depend on it"
-        )
-    digest = hmac.new(key.encode(), phone.encode(), hashlib.sha256).hexdigest()
-    return PSEUDONYM_PREFIX + digest[:16]
+__all__ = [
+    "PSEUDONYM_PREFIX",
+    "PseudonymKeyMissing",
+    "canonical",
+    "list_sha256",
+    "mask",
+    "pseudonym",
+    "seed_sha256",
+]
 
 
 def canonical(ids: Iterable[str]) -> list[str]:
@@ -51,12 +38,3 @@ def list_sha256(ids: Iterable[str]) -> str:
 def seed_sha256(seed: str) -> str:
     """The commitment to a seed: SHA-256 of its UTF-8 bytes (hex)."""
     return hashlib.sha256(seed.encode("utf-8")).hexdigest()
-
-
-def mask(phone: str) -> str:
-    """``48600123456`` → ``48600***456``; an erased number shows as ``(erased)``."""
-    if phone.startswith(PSEUDONYM_PREFIX):
-        return "(erased)"
-    if len(phone) <= 6:
-        return "***"
-    return f"{phone[:5]}***{phone[-3:]}"

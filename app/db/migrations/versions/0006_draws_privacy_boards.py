@@ -1,4 +1,4 @@
-"""Winner draws: rounds of a flow's draw and the entries they picked.
+"""Winner draws (rounds and their picks), erasures of personal data, results-board links.
 
 Revision ID: 0006
 Revises: 0003
@@ -56,8 +56,31 @@ def upgrade() -> None:
         sa.CheckConstraint("role IN ('winner', 'reserve')", name="ck_pick_role"),
     )
     op.create_index("ix_pick_phone", "draw_picks", ["phone"])
+    op.create_table(
+        "erasures",
+        sa.Column("id", ID, primary_key=True),
+        sa.Column("pseudonym", sa.String(20), nullable=False),
+        sa.Column("erased_by", sa.String(128), nullable=False),
+        sa.Column("erased_at", TS, nullable=False),
+        sa.Column("rows", sa.Text(), nullable=False),
+    )
+    op.create_table(
+        "board_links",
+        sa.Column("id", ID, primary_key=True),
+        sa.Column("flow_id", sa.String(64), nullable=False),
+        sa.Column("token_sha256", sa.String(64), nullable=False),
+        sa.Column("label", sa.Text()),
+        sa.Column("created_by", sa.String(128), nullable=False),
+        sa.Column("created_at", TS, nullable=False),
+        sa.Column("revoked_by", sa.String(128)),
+        sa.Column("revoked_at", TS),
+        sa.UniqueConstraint("token_sha256", name="uq_board_token"),
+    )
+    op.create_index("ix_board_flow", "board_links", ["flow_id"])
 
 
 def downgrade() -> None:
+    op.drop_table("board_links")
+    op.drop_table("erasures")
     op.drop_table("draw_picks")
     op.drop_table("draws")
