@@ -118,6 +118,30 @@ async def test_forwarded_for_from_trusted_proxy_names_the_client(database_url: s
         await task
 
 
+async def test_forwarded_for_on_several_header_lines_is_read_as_one_list(database_url: str) -> None:
+    """A proxy that adds its own X-Forwarded-For line must not hide the hop it appended."""
+    settings = make_settings(database_url, mo_allowed_ips="213.5.10.19", trusted_proxies="127.0.0.0/8")
+    server, task, base = await start_service(settings)
+    try:
+        async with httpx.AsyncClient() as client:
+            forged = await client.post(
+                base + "/mobitex/mo",
+                data=mo_form(),
+                headers=[("X-Forwarded-For", "213.5.10.19"), ("X-Forwarded-For", "203.0.113.9")],
+            )
+            ok = await client.post(
+                base + "/mobitex/mo",
+                data=mo_form(),
+                headers=[("X-Forwarded-For", "203.0.113.9"), ("X-Forwarded-For", "213.5.10.19")],
+            )
+        assert forged.status_code == 403
+        assert "203.0.113.9" in forged.text
+        assert ok.status_code == 200
+    finally:
+        server.should_exit = True
+        await task
+
+
 async def test_polish_text_in_utf8_and_windows_1250_is_stored_identically(service: Service) -> None:
     text = "Zażółć gęślą jaźń ĄĆĘŁŃÓŚŹŻ"
     ids = {}

@@ -53,7 +53,10 @@ def mo_webhook(settings: Settings) -> HTTPRouteHandler:
     )
     async def receive_mo(request: Request[object, object, State]) -> Response[str]:
         peer = request.client.host if request.client else None
-        client = client_address(peer, request.headers.get("x-forwarded-for"), proxies)
+        # Some proxies add a header line instead of appending to the last one: every line counts,
+        # in order, as one list (RFC 9110 §5.3), or a forged first line would hide the real hop.
+        forwarded = ", ".join(request.headers.getall("x-forwarded-for", [])) or None
+        client = client_address(peer, forwarded, proxies)
         if not is_allowed(client, allowed):
             shown = client or "an unreadable address"
             log.warning("MO request refused: %s (peer %s) is not in the allowlist", shown, peer)
