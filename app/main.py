@@ -17,6 +17,7 @@ from litestar.openapi.config import OpenAPIConfig
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app import __version__
+from app.api.failures import unexpected_error
 from app.api.flows import FlowsController
 from app.api.health import health, ready
 from app.api.inbound import InboundController
@@ -124,6 +125,7 @@ def create_app(settings: Settings) -> Litestar:
             "db_engine": Provide(_engine, sync_to_thread=False),
         },
         lifespan=[lifespan],
+        exception_handlers={500: unexpected_error},  # errors nothing else handled: logged, clean 500
         state=State({"settings": settings}),
         openapi_config=OpenAPIConfig(title="smsflows", version=__version__, path="/schema"),
     )

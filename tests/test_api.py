@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import base64
+import logging
 from datetime import UTC, datetime, timedelta
 
 import httpx
+import pytest
 from sqlalchemy import text
 
 from app.db.migrate import head_revision
@@ -79,6 +81,44 @@ async def test_bad_filters_are_400_with_a_reason(service: Service) -> None:
     assert "status must be one of" in resp.json()["detail"]
     assert (await service.api.get("/api/inbound", params={"limit": 0})).status_code == 400
     assert (await service.api.get("/api/inbound", params={"cursor": "x'; drop"})).status_code == 400
+
+
+async def test_integers_beyond_what_the_database_holds_are_400_with_a_reason(service: Service) -> None:
+    too_big = "9999999999999999999"  # 19 digits, over the 64-bit signed limit
+    for path in ("/api/inbound", "/api/outbox", "/api/quarantine"):
+        resp = await service.api.get(path, params={"cursor": too_big})
+        assert resp.status_code == 400, (path, resp.text)
+        assert "cursor" in resp.text
+    for resp in (
+        await service.api.get("/api/messages/9223372036854775808"),
+        await service.api.post("/api/quarantine/9223372036854775808/discard"),
+        await service.api.post("/api/quarantine/9223372036854775808/reingest"),
+    ):
+        assert resp.status_code == 400, resp.text
+        assert "9223372036854775807" in resp.text
+    assert (await service.api.get("/api/messages/9223372036854775807")).status_code == 404
+
+
+async def test_an_unexpected_error_is_logged_with_its_traceback_and_answered_500_json(
+    service: Service, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A damaged schema is an error no handler expects: the table the page reads is gone.
+    async with service.engine.begin() as conn:
+        await conn.execute(text("ALTER TABLE quarantine RENAME TO quarantine_moved"))
+    try:
+        with caplog.at_level(logging.ERROR, logger="smsflows"):
+            resp = await service.api.get("/api/quarantine")
+    finally:
+        async with service.engine.begin() as conn:
+            await conn.execute(text("ALTER TABLE quarantine_moved RENAME TO quarantine"))
+    assert resp.status_code == 500
+    assert resp.json()["detail"].startswith("Internal Server Error")
+    assert "quarantine" not in resp.text  # nothing of the inside reaches the client
+    logged = [r for r in caplog.records if r.name == "smsflows.api"]
+    assert len(logged) == 1
+    assert "GET /api/quarantine" in logged[0].getMessage()
+    assert logged[0].exc_info is not None
+    assert "Traceback" in caplog.text
 
 
 async def test_api_needs_the_bearer_token(service: Service) -> None:

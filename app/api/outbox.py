@@ -12,7 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.api.auth import require_token
-from app.api.inbound import Cursor, Limit
+from app.api.params import Cursor, Limit
 from app.api.schemas import OutboxOut, OutboxPage
 from app.db.models import OUTBOX_STATUSES, OutboxMessage
 from app.mobitex.mo_form import normalise_number
@@ -44,8 +44,8 @@ class OutboxController(Controller):
             query = query.where(OutboxMessage.to_number == normalise_number(to))
         if flow:
             query = query.where(OutboxMessage.flow_id == flow)
-        if cursor:
-            query = query.where(OutboxMessage.id < int(cursor))
+        if cursor is not None:
+            query = query.where(OutboxMessage.id < cursor)
         rows = (await db_session.scalars(query)).all()
         next_cursor = str(rows[-1].id) if len(rows) == limit else None
         return OutboxPage(items=[OutboxOut.of(m) for m in rows], next_cursor=next_cursor)
