@@ -167,6 +167,47 @@ async def test_multipart_form_is_accepted(service: Service) -> None:
     )
 
 
+def _multipart(parts: list[tuple[str, str]], boundary: str = "outer") -> bytes:
+    """A multipart body from (headers, payload) pairs, written by hand to shape it freely."""
+    out = b"".join(f"--{boundary}\r\n{headers}\r\n\r\n{payload}\r\n".encode() for headers, payload in parts)
+    return out + f"--{boundary}--\r\n".encode()
+
+
+async def test_multipart_with_more_parts_than_any_mo_form_is_refused_and_kept(service: Service) -> None:
+    parts = [(f'Content-Disposition: form-data; name="f{i}"', "x") for i in range(1000)]
+    body = _multipart(parts)
+    assert len(body) < service.settings.mo_max_body
+    async with httpx.AsyncClient() as client:
+        resp = await client.post(
+            service.mo_url, content=body, headers={"Content-Type": "multipart/form-data; boundary=outer"}
+        )
+        health = await client.get(service.base_url + "/health")
+    assert resp.status_code == 400
+    assert "over 32 parts" in resp.text and "quarantine" in resp.text
+    assert health.status_code == 200
+    raw, reason = (await service.rows("SELECT raw_body, reason FROM quarantine"))[0]
+    assert bytes(raw) == body
+    assert "over 32 parts" in reason
+
+
+async def test_nested_multipart_is_refused_and_kept_raw(service: Service) -> None:
+    inner = _multipart([('Content-Disposition: form-data; name="text"', "GLOS A")] * 20, boundary="in")
+    nested = [
+        ('Content-Disposition: form-data; name="x"\r\nContent-Type: multipart/mixed; boundary=in', inner)
+    ]
+    body = _multipart([*nested * 3, ('Content-Disposition: form-data; name="number"', "70120")])
+    async with httpx.AsyncClient() as client:
+        resp = await client.post(
+            service.mo_url, content=body, headers={"Content-Type": "multipart/form-data; boundary=outer"}
+        )
+    assert resp.status_code == 400
+    assert "nested multipart" in resp.text
+    raw, reason = (await service.rows("SELECT raw_body, reason FROM quarantine"))[0]
+    assert bytes(raw) == body
+    assert "nested multipart" in reason
+    assert await service.scalar("SELECT count(*) FROM inbound_messages") == 0
+
+
 async def test_missing_optional_fields_and_empty_ext_id_are_fine(service: Service) -> None:
     form = mo_form()
     del form["smcsc"]
