@@ -30,6 +30,9 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     api_token: str | None = None
     host: str = "127.0.0.1"
     port: int = 8000
+    request_timeout: float = 30.0
+    keepalive_timeout: int = 5
+    max_connections: int = 1000
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     sqlite_synchronous: Literal["FULL", "NORMAL", "EXTRA"] = "FULL"
     writer_batch_max: int = 512
@@ -62,13 +65,16 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             "mo_max_text",
             "writer_batch_max",
             "port",
+            "request_timeout",
+            "keepalive_timeout",
+            "max_connections",
             "send_rate",
             "send_rate_per_number",
             "send_max_age",
             "send_lease",
         ):
             if getattr(self, name) <= 0:
-                kind = "number" if name.startswith("send_rate") else "integer"
+                kind = "number" if name.startswith("send_rate") or name == "request_timeout" else "integer"
                 raise SettingsError(f"{PREFIX}{name.upper()}: expected a positive {kind}")
         if not self.database_url.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
             raise SettingsError(
