@@ -92,6 +92,20 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             parts.append(f"{name}={'***' if name in _SECRETS and value else repr(value)}")
         return f"Settings({', '.join(parts)})"
 
+    def refuse_dev_secrets(self, host: str) -> None:
+        """Refuse to serve a well-known development secret on an address other hosts can reach."""
+        if _is_loopback(host):
+            return
+        for name in ("api_token", "action_secret"):
+            value = getattr(self, name)
+            if value is not None and value.strip().lower() in DEV_SECRETS:
+                raise SettingsError(
+                    f"{PREFIX}{name.upper()} is the development value {value!r}, and the service would "
+                    f"listen on {host}, where others can reach it: set {PREFIX}{name.upper()} to a "
+                    "secret of your own (python3 -c 'import secrets; print(secrets.token_urlsafe(32))'), "
+                    "or listen on 127.0.0.1"
+                )
+
     @property
     def allowed_networks(self) -> tuple[IPNetwork, ...]:
         return tuple(ipaddress.ip_network(v, strict=False) for v in self.mo_allowed_ips)
@@ -118,6 +132,19 @@ def _hide_password(url: str) -> str:
     if not sep or not at or ":" not in credentials:
         return url
     return f"{scheme}://{credentials.split(':', 1)[0]}:***@{host}"
+
+
+# What `make run`, the docs and the tests use, and the first guesses of anyone scanning for them.
+DEV_SECRETS = frozenset({"dev", "dev-secret", "smsflows", "test-token", "secret", "changeme", "password"})
+
+
+def _is_loopback(host: str) -> bool:
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to anything
 
 
 _SECRETS = frozenset({"mobitex_password", "api_token", "action_secret"})

@@ -26,12 +26,14 @@ def serve(host: str | None, port: int | None, workers: int) -> None:
     from app.server import server_options
 
     settings = cli_settings()
+    host = host or settings.host
+    settings.refuse_dev_secrets(host)
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     asyncio.run(_prepare_database(settings))
     uvicorn.run(
         "app.main:app_from_env",
         factory=True,
-        host=host or settings.host,
+        host=host,
         port=port or settings.port,
         workers=workers,
         **server_options(settings),
