@@ -13,16 +13,15 @@ from pathlib import Path
 from litestar import Litestar
 from litestar.datastructures import State
 from litestar.di import Provide
-from litestar.openapi.config import OpenAPIConfig
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from app import __version__
 from app.api.failures import unexpected_error
 from app.api.flows import FlowsController
 from app.api.health import health, ready
 from app.api.inbound import InboundController
 from app.api.messages import MessagesController
 from app.api.outbox import OutboxController
+from app.api.schema import openapi_config
 from app.db.engine import create_engine, create_sqlite_writer_engine, session_factory
 from app.db.migrate import is_current, upgrade
 from app.errors import MigrationsPending
@@ -127,7 +126,7 @@ def create_app(settings: Settings) -> Litestar:
         lifespan=[lifespan],
         exception_handlers={500: unexpected_error},  # errors nothing else handled: logged, clean 500
         state=State({"settings": settings}),
-        openapi_config=OpenAPIConfig(title="smsflows", version=__version__, path="/schema"),
+        openapi_config=openapi_config(settings),
     )
 
 

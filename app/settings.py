@@ -28,6 +28,7 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     mo_max_body: int = 65536
     mo_max_text: int = 4096
     api_token: str | None = None
+    schema: Literal["token", "open", "off"] = "token"
     host: str = "127.0.0.1"
     port: int = 8000
     request_timeout: float = 30.0
@@ -189,7 +190,7 @@ def load_settings(environ: Mapping[str, str] | None = None, env_file: Path | Non
             raw[name] = None
         elif name in ("log_level", "sqlite_synchronous"):
             raw[name] = value.upper()
-        elif name == "send_mode":
+        elif name in ("send_mode", "schema"):
             raw[name] = value.lower()
         else:
             raw[name] = value

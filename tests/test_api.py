@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import re
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -214,8 +215,7 @@ async def test_ready_reports_pending_migrations(service: Service) -> None:
 
 
 async def test_openapi_schema_describes_the_api(service: Service) -> None:
-    async with httpx.AsyncClient(base_url=service.base_url) as client:
-        resp = await client.get("/schema/openapi.json")
+    resp = await service.api.get("/schema/openapi.json")
     assert resp.status_code == 200
     paths = resp.json()["paths"]
     for path in (
@@ -230,6 +230,48 @@ async def test_openapi_schema_describes_the_api(service: Service) -> None:
         assert path in paths, path
     params = {p["name"] for p in paths["/api/inbound"]["get"]["parameters"]}
     assert {"sender", "number", "status", "since", "limit", "cursor"} <= params
+
+
+async def test_schema_needs_the_token_and_declares_the_bearer_scheme(service: Service) -> None:
+    async with httpx.AsyncClient(base_url=service.base_url) as anon:
+        for path in ("/schema", "/schema/openapi.json", "/schema/openapi.yaml"):
+            assert (await anon.get(path)).status_code == 401, path
+    schema = (await service.api.get("/schema/openapi.json")).json()
+    assert schema["components"]["securitySchemes"]["bearer"] == {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "SMSFLOWS_API_TOKEN, sent as 'Authorization: Bearer <token>'",
+    }
+    assert schema["paths"]["/api/inbound"]["get"]["security"] == [{"bearer": []}]
+    assert schema["paths"]["/api/messages"]["post"]["security"] == [{"bearer": []}]
+    assert "security" not in schema["paths"]["/mobitex/mo"]["post"]
+    assert (await service.api.get("/schema/openapi.yaml")).text.startswith(
+        ("openapi:", "info:", "components:")
+    )
+
+
+async def test_schema_page_loads_nothing_from_another_site(service: Service) -> None:
+    page = await service.api.get("/schema")
+    assert page.status_code == 200
+    sources = re.findall(r'(?:src|href)=["\']([^"\']+)', page.text)
+    assert len(sources) == 4  # the script bundle, its preset, the stylesheet and the icon
+    for source in sources:
+        assert source.startswith("/schema/assets/"), source
+        asset = await service.api.get(source)
+        assert asset.status_code == 200, source
+        assert len(asset.content) > 500
+    assert "SwaggerUIBundle" in (await service.api.get("/schema/assets/swagger-ui-bundle.js")).text
+
+
+async def test_schema_can_be_opened_or_turned_off(database_url: str) -> None:
+    for setting, anonymous in (("open", 200), ("off", 404)):
+        server, task, base = await start_service(make_settings(database_url, schema=setting))
+        try:
+            async with httpx.AsyncClient(base_url=base) as anon:
+                assert (await anon.get("/schema/openapi.json")).status_code == anonymous, setting
+        finally:
+            server.should_exit = True
+            await task
 
 
 async def test_repair_with_an_unknown_field_name_is_refused(service: Service) -> None:

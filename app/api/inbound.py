@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.api.auth import require_token
 from app.api.params import Cursor, Limit, RowId
+from app.api.schema import BEARER
 from app.api.schemas import InboundOut, InboundPage, QuarantineOut, QuarantinePage, Repair
 from app.db.models import INBOUND_STATUSES, QUARANTINE_STATUSES, InboundMessage, QuarantinedRequest, utcnow
 from app.errors import InvalidMessage
@@ -28,6 +29,7 @@ from app.settings import Settings
 class InboundController(Controller):
     path = "/api"
     guards = [require_token]  # noqa: RUF012 - Litestar reads this class attribute
+    security = [{BEARER: []}]  # noqa: RUF012 - declared in the schema, so "try it" sends the token
     tags = ["inbound"]  # noqa: RUF012
 
     @get("/inbound", summary="List inbound messages, newest first")

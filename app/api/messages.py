@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.api.auth import require_token
 from app.api.params import RowId
+from app.api.schema import BEARER
 from app.api.schemas import MessageOut
 from app.db.models import InboundMessage, OutboxMessage, SendBackAction, utcnow
 from app.flows.live import LiveFlows
@@ -22,6 +23,7 @@ from app.outbox.sending import IdempotencyConflict, InvalidSend, NewMessage, Que
 class MessagesController(Controller):
     path = "/api/messages"
     guards = [require_token]  # noqa: RUF012 - Litestar reads this class attribute
+    security = [{BEARER: []}]  # noqa: RUF012 - declared in the schema, so "try it" sends the token
     tags = ["messages"]  # noqa: RUF012
 
     @post("/", summary="Queue a message to send; answers to it are tied back to it")

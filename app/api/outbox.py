@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.api.auth import require_token
 from app.api.params import Cursor, Limit
+from app.api.schema import BEARER
 from app.api.schemas import OutboxOut, OutboxPage
 from app.db.models import OUTBOX_STATUSES, OutboxMessage
 from app.mobitex.mo_form import normalise_number
@@ -21,6 +22,7 @@ from app.mobitex.mo_form import normalise_number
 class OutboxController(Controller):
     path = "/api"
     guards = [require_token]  # noqa: RUF012 - Litestar reads this class attribute
+    security = [{BEARER: []}]  # noqa: RUF012 - declared in the schema, so "try it" sends the token
     tags = ["outbox"]  # noqa: RUF012
 
     @get("/outbox", summary="Queued and sent messages, newest first")
