@@ -28,6 +28,7 @@ from app.errors import MigrationsPending
 from app.flows.live import LiveFlows
 from app.ingest.webhook import mo_webhook
 from app.ingest.writer import GroupWriter
+from app.logs import configure_logging
 from app.outbox.actions import ActionDeliverer
 from app.outbox.dispatcher import Dispatcher
 from app.settings import Settings, load_settings
@@ -125,6 +126,7 @@ def create_app(settings: Settings) -> Litestar:
         },
         lifespan=[lifespan],
         exception_handlers={500: unexpected_error},  # errors nothing else handled: logged, clean 500
+        logging_config=None,  # app.logs configures logging once; Litestar's would reset the root level
         state=State({"settings": settings}),
         openapi_config=openapi_config(settings),
     )
@@ -132,4 +134,6 @@ def create_app(settings: Settings) -> Litestar:
 
 def app_from_env() -> Litestar:
     """Factory for uvicorn (``--workers``): each worker process reads the same settings."""
-    return create_app(load_settings())
+    settings = load_settings()
+    configure_logging(settings)  # a worker process is a fresh interpreter
+    return create_app(settings)

@@ -82,6 +82,7 @@ def server_options(settings: Settings) -> dict[str, Any]:
     """Keyword arguments for ``uvicorn.run`` / ``uvicorn.Config``."""
     return {
         "log_level": settings.log_level.lower(),
+        "log_config": None,  # app.logs set up logging already; uvicorn's own would add a second format
         "access_log": False,  # a line per MO at thousands a second is noise; failures are logged by us
         # X-Forwarded-For is judged by SMSFLOWS_TRUSTED_PROXIES in the webhook; uvicorn's own
         # rewriting of the client address would let a forged header through.

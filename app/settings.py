@@ -35,6 +35,7 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     keepalive_timeout: int = 5
     max_connections: int = 1000
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["text", "json"] = "text"
     sqlite_synchronous: Literal["FULL", "NORMAL", "EXTRA"] = "FULL"
     writer_batch_max: int = 512
     mobitex_user: str | None = None
@@ -190,7 +191,7 @@ def load_settings(environ: Mapping[str, str] | None = None, env_file: Path | Non
             raw[name] = None
         elif name in ("log_level", "sqlite_synchronous"):
             raw[name] = value.upper()
-        elif name in ("send_mode", "schema"):
+        elif name in ("send_mode", "schema", "log_format"):
             raw[name] = value.lower()
         else:
             raw[name] = value

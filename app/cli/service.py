@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 
 import click
 
 from app.cli.root import cli_settings, main
+from app.logs import configure_logging
 from app.settings import Settings
 
 
@@ -28,7 +28,7 @@ def serve(host: str | None, port: int | None, workers: int) -> None:
     settings = cli_settings()
     host = host or settings.host
     settings.refuse_dev_secrets(host)
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(settings)
     asyncio.run(_prepare_database(settings))
     uvicorn.run(
         "app.main:app_from_env",
@@ -115,7 +115,7 @@ def worker(concurrency: int, once: bool) -> None:
     from app.outbox.dispatcher import Tick, run_worker
 
     settings = cli_settings()
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(settings)
     asyncio.run(_prepare_database(settings))
 
     async def run() -> Tick | None:
