@@ -22,6 +22,7 @@ from app.api.health import health, ready
 from app.api.inbound import InboundController
 from app.api.messages import MessagesController
 from app.api.outbox import OutboxController
+from app.dashboard import dashboard, not_found
 from app.db.engine import create_engine, create_sqlite_writer_engine, session_factory
 from app.db.migrate import is_current, upgrade
 from app.errors import MigrationsPending
@@ -108,8 +109,10 @@ def create_app(settings: Settings) -> Litestar:
         finally:
             await engine.dispose()
 
+    pages = dashboard(settings)
     return Litestar(
         route_handlers=[
+            *pages.route_handlers,
             mo_webhook(settings),
             health,
             ready,
@@ -123,6 +126,8 @@ def create_app(settings: Settings) -> Litestar:
             "settings": Provide(_settings, sync_to_thread=False),
             "db_engine": Provide(_engine, sync_to_thread=False),
         },
+        template_config=pages.template_config,
+        exception_handlers={404: not_found},
         lifespan=[lifespan],
         state=State({"settings": settings}),
         openapi_config=OpenAPIConfig(title="smsflows", version=__version__, path="/schema"),
