@@ -22,6 +22,7 @@ from app.api.inbound import InboundController
 from app.api.messages import MessagesController
 from app.api.outbox import OutboxController
 from app.api.schema import openapi_config
+from app.dashboard import dashboard, not_found
 from app.db.engine import create_engine, create_sqlite_writer_engine, session_factory
 from app.db.migrate import is_current, upgrade
 from app.errors import MigrationsPending
@@ -109,8 +110,10 @@ def create_app(settings: Settings) -> Litestar:
         finally:
             await engine.dispose()
 
+    pages = dashboard(settings)
     return Litestar(
         route_handlers=[
+            *pages.route_handlers,
             mo_webhook(settings),
             health,
             ready,
@@ -124,8 +127,11 @@ def create_app(settings: Settings) -> Litestar:
             "settings": Provide(_settings, sync_to_thread=False),
             "db_engine": Provide(_engine, sync_to_thread=False),
         },
+        template_config=pages.template_config,
+        # An unknown address: JSON under /api, the error page for people. Errors nothing else
+        # handled: logged with their traceback, answered with a clean 500.
+        exception_handlers={404: not_found, 500: unexpected_error},
         lifespan=[lifespan],
-        exception_handlers={500: unexpected_error},  # errors nothing else handled: logged, clean 500
         logging_config=None,  # app.logs configures logging once; Litestar's would reset the root level
         state=State({"settings": settings}),
         openapi_config=openapi_config(settings),

@@ -49,6 +49,10 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     send_max_age: int = 3600
     send_lease: int = 60
     action_secret: str | None = None
+    # The dashboard: signed session cookies (a secret every worker shares), their lifetime, HTTPS.
+    session_secret: str | None = None
+    session_hours: int = 12
+    secure_cookies: bool = False
 
     def __post_init__(self) -> None:
         for name in ("mo_allowed_ips", "trusted_proxies"):
@@ -74,6 +78,7 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             "send_rate_per_number",
             "send_max_age",
             "send_lease",
+            "session_hours",
         ):
             if getattr(self, name) <= 0:
                 kind = "number" if name.startswith("send_rate") or name == "request_timeout" else "integer"
@@ -149,7 +154,7 @@ def _is_loopback(host: str) -> bool:
         return False  # a host name: it may resolve to anything
 
 
-_SECRETS = frozenset({"mobitex_password", "api_token", "action_secret"})
+_SECRETS = frozenset({"mobitex_password", "api_token", "action_secret", "session_secret"})
 _LISTS = frozenset({"mo_allowed_ips", "trusted_proxies"})
 
 

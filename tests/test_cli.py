@@ -18,10 +18,12 @@ from tests.conftest import PG_URL, _pg_dsn, free_port
 SMSFLOWS = [sys.executable, "-m", "app.cli"]
 
 
-def _run(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+def _run(
+    args: list[str], env: dict[str, str], cwd: Path, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
     full_env = {**os.environ, **env}
     return subprocess.run(
-        [*SMSFLOWS, *args], env=full_env, cwd=cwd, capture_output=True, text=True, timeout=60
+        [*SMSFLOWS, *args], env=full_env, cwd=cwd, capture_output=True, text=True, timeout=60, input=stdin
     )
 
 
