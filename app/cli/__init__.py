@@ -1,6 +1,16 @@
 """The ``smsflows`` command: one module per family of subcommands, all on the ``main`` group."""
 
-from app.cli import audit, campaigns, contacts, draws, gateway, messages, retention, service  # noqa: F401  (each registers its commands)
+from app.cli import (  # noqa: F401  (each registers its commands)
+    audit,
+    campaigns,
+    contacts,
+    draws,
+    gateway,
+    messages,
+    retention,
+    service,
+    users,
+)
 from app.cli.root import main
 
 __all__ = ["main"]
