@@ -264,6 +264,11 @@ async def test_a_round_is_never_repeated_silently(contest: Service) -> None:
         (2, "bartek", "winner was staff", "drawn"),
     ]
     assert rounds[0].seed == "public lottery 1" and rounds[0].seed_sha256 == first.seed_sha256
+    logged = await contest.rows(
+        "SELECT actor, target, detail FROM audit_log WHERE action = 'draws.run' ORDER BY id"
+    )
+    assert [(r[0], r[1]) for r in logged] == [("anna", "final round 1"), ("bartek", "final round 2")]
+    assert json.loads(logged[1][2])["reason"] == "winner was staff"
     assert second.seed_source == "generated" and rounds[1].seed_sha256 == seed_sha256(second.seed)
 
 
@@ -358,6 +363,8 @@ async def test_winners_are_told_once_and_their_answer_is_correlated(contest: Ser
     assert [t["outbox_id"] for t in again] == [t["outbox_id"] for t in told] and not any(
         t["created"] for t in again
     )
+    told_log = await contest.rows("SELECT actor, detail FROM audit_log WHERE action = 'draws.notify'")
+    assert len(told_log) == 1 and told_log[0][0] == "api", "telling them again logs nothing new"
     rows = await contest.rows("SELECT to_number, tag, ext_id FROM outbox WHERE tag = 'prize' ORDER BY id")
     assert len(rows) == 2
     winner, _tag, ext_id = rows[0]

@@ -8,12 +8,13 @@ from datetime import timedelta
 from pathlib import Path
 
 import httpx
+import msgspec
 import pytest
 from sqlalchemy import LargeBinary, String, Text, select, text
 
-from app.db import campaign_models, draw_models, privacy_models  # noqa: F401  (every table)
+from app.db import board_models, campaign_models, draw_models  # noqa: F401  (every table)
 from app.db.models import Base, utcnow
-from app.draws import DrawRequest, run_draw, verify
+from app.draws import DrawRecord, DrawRequest, run_draw, verify
 from app.errors import SettingsError
 from app.flows.results import find_flow
 from app.privacy.pseudonyms import pseudonym
@@ -113,10 +114,13 @@ async def test_forget_removes_the_number_everywhere_and_keeps_the_counts(
         code, out = await _cli(svc, "audit", "final")
         assert code == 0, out
         stored = (await svc.api.get("/api/flows/final/draws/1")).json()
-        assert verify(drawn).ok and stored == json.loads(json.dumps(stored))
-        erasure = await svc.rows("SELECT pseudonym, erased_by, rows FROM erasures")
+        assert stored["entries_sha256"] == drawn.entries_sha256
+        assert verify(msgspec.convert(stored, DrawRecord)).ok, "the draw still verifies"
+        erasure = await svc.rows(
+            "SELECT target, actor, detail FROM audit_log WHERE action = 'contacts.forget'"
+        )
         assert [(r[0], r[1]) for r in erasure] == [(alias, "RODO 1/2026")]
-        assert json.loads(erasure[0][2])["inbound_messages"] == 4
+        assert json.loads(erasure[0][2])["rows"]["inbound_messages"] == 4
         for other in OTHERS:
             assert await svc.scalar("SELECT count(*) FROM votes WHERE sender = :p", p=other) == 1
 

@@ -117,7 +117,9 @@ class DrawsController(Controller):
         live: LiveFlows = state.flows
         try:
             async with db_engine.begin() as conn:
-                done = await conn.run_sync(lambda c: notify(c, flow_id, round, data, live.current, utcnow()))
+                done = await conn.run_sync(
+                    lambda c: notify(c, flow_id, round, data, live.current, utcnow(), ACTOR)
+                )
         except DrawError as exc:
             raise _client_error(exc) from None
         except (InvalidSend, MessageTooLong) as exc:

@@ -79,13 +79,13 @@ def contacts_forget(number: str, by: str | None, yes: bool) -> None:
     The number becomes its pseudonym (a keyed hash, SMSFLOWS_PSEUDONYM_KEY) in every table: its
     votes, codes, list memberships, answers, decisions and draw picks stay and still count. Its
     message texts, the raw requests and the texts sent to it are emptied; quarantined requests
-    that mention it are discarded. The erasure is recorded, by pseudonym. It cannot be undone.
+    that mention it are discarded. The erasure goes in the audit log, by pseudonym. It cannot be
+    undone.
 
     \b
     Example:
       smsflows contacts forget 48600123456 --by "wniosek RODO 2026/12/01"
     """
-    from app.db.models import utcnow
     from app.flows.results import open_database
     from app.mobitex.mo_form import normalise_number
     from app.privacy.forget import Forgotten, forget
@@ -97,9 +97,7 @@ def contacts_forget(number: str, by: str | None, yes: bool) -> None:
 
     async def go() -> Forgotten:
         async with open_database(settings) as engine, engine.begin() as conn:
-            return await conn.run_sync(
-                lambda c: forget(c, phone, settings.pseudonym_key, cli_actor(by), utcnow())
-            )
+            return await conn.run_sync(lambda c: forget(c, phone, settings.pseudonym_key, cli_actor(by)))
 
     done = asyncio.run(go())
     if not done.rows:

@@ -270,8 +270,15 @@ def draw_show(flow_id: str, round_: int | None, output: Path | None) -> None:
 @click.option("--reply-flow", default=None, metavar="ID", help="The `reply` flow that takes their answers.")
 @click.option("--tag", default=None, help="Tag their answers go by (default: the reply flow's).")
 @click.option("--reserves", is_flag=True, help="Tell the reserves too.")
+@click.option("--by", default=None, metavar="NAME", help="Who tells them, for the audit log.")
 def draw_notify(
-    flow_id: str, text: str, round_: int | None, reply_flow: str | None, tag: str | None, reserves: bool
+    flow_id: str,
+    text: str,
+    round_: int | None,
+    reply_flow: str | None,
+    tag: str | None,
+    reserves: bool,
+    by: str | None,
 ) -> None:
     """Tell the winners of FLOW's draw by SMS, through the outbox.
 
@@ -299,7 +306,9 @@ def draw_notify(
 
     async def go() -> list[Notified]:
         async with open_database(settings) as engine, engine.begin() as conn:
-            return await conn.run_sync(lambda c: notify(c, flow_id, round_, request, flows, utcnow()))
+            return await conn.run_sync(
+                lambda c: notify(c, flow_id, round_, request, flows, utcnow(), cli_actor(by))
+            )
 
     done = asyncio.run(go())
     for n in done:

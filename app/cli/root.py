@@ -18,15 +18,15 @@ def cli_settings() -> Settings:
 
 
 def cli_actor(by: str | None) -> str:
-    """Who runs a command, for the records that keep it: ``--by NAME`` or the OS user."""
+    """Who runs a command, for the audit log and the records: ``--by NAME`` or ``cli:<login>``."""
     import getpass
 
     if by:
         return by
     try:
-        return getpass.getuser()
+        return f"cli:{getpass.getuser()}"
     except (OSError, KeyError):
-        return "unknown"
+        return "cli"
 
 
 class CleanErrors(click.Group):

@@ -12,6 +12,7 @@ from datetime import datetime
 import msgspec
 from sqlalchemy import Connection, update
 
+from app.db.audit import record_in
 from app.db.draw_models import DrawPick
 from app.draws.rounds import picks
 from app.flows.loader import FlowSet
@@ -46,6 +47,7 @@ def notify(
     req: NotifyRequest,
     flows: FlowSet | None,
     now: datetime,
+    actor: str,
 ) -> list[Notified]:
     """Queue the message to the round's winners (and reserves when asked), in the caller's
     transaction."""
@@ -72,4 +74,13 @@ def notify(
         mine = (DrawPick.draw_id == draw_id) & (DrawPick.entry_id == p.entry_id)
         conn.execute(update(DrawPick).where(mine).values(outbox_id=queued.id))
         done.append(Notified(p.position, p.role, p.entry_id, queued.id, queued.created))
+    queued_now = [n.entry_id for n in done if n.created]
+    if queued_now:
+        record_in(
+            conn,
+            actor=actor,
+            action="draws.notify",
+            target=f"{flow_id} round {found}",
+            detail={"told": queued_now, "tag": req.tag, "flow": req.flow},
+        )
     return done

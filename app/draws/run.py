@@ -17,6 +17,7 @@ from sqlalchemy import Connection, Row, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app.db.audit import record_in
 from app.db.draw_models import Draw, DrawPick
 from app.db.models import utcnow
 from app.draws.canonical import list_sha256, mask, seed_sha256
@@ -184,6 +185,20 @@ def _store(conn: Connection, draw_id: int, record: DrawRecord, found: list[Entry
         for p in [*record.winners, *record.reserves]
     ]
     conn.execute(insert(DrawPick), rows)
+    record_in(
+        conn,
+        actor=record.drawn_by,
+        action="draws.run",
+        target=f"{record.flow} round {record.round}",
+        detail={
+            "reason": record.reason,
+            "entries": record.entries_count,
+            "entries_sha256": record.entries_sha256,
+            "seed_sha256": record.seed_sha256,
+            "winners": [p.id for p in record.winners],
+            "reserves": [p.id for p in record.reserves],
+        },
+    )
     conn.execute(
         update(Draw)
         .where(Draw.id == draw_id)

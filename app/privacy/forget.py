@@ -9,13 +9,13 @@ draw's entry id per phone is that same pseudonym). The erasure itself is recorde
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime
 from typing import Any
 
 import msgspec
-from sqlalchemy import Column, Connection, Table, delete, func, insert, select, update
+from sqlalchemy import Column, Connection, Table, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 
+from app.db.audit import record_in
 from app.db.campaign_models import Conversation, Redemption, Subscription, SurveyAnswer, Vote
 from app.db.draw_models import DrawPick
 from app.db.models import (
@@ -26,7 +26,6 @@ from app.db.models import (
     QuarantinedRequest,
     SendBackAction,
 )
-from app.db.privacy_models import Erasure
 from app.errors import SmsflowsError
 from app.privacy.pseudonyms import pseudonym
 
@@ -59,7 +58,7 @@ def _replace(column: Any, phone: str, alias: str) -> Any:
     return func.replace(column, phone, alias)
 
 
-def forget(conn: Connection, phone: str, key: str | None, actor: str, now: datetime) -> Forgotten:
+def forget(conn: Connection, phone: str, key: str | None, actor: str) -> Forgotten:
     """Erase ``phone`` in the caller's transaction; run it again and it finds nothing more."""
     if not phone.isdigit():
         raise ForgetError(f"{phone!r} is not a phone number; give it in international form, e.g. 48600123456")
@@ -109,11 +108,7 @@ def forget(conn: Connection, phone: str, key: str | None, actor: str, now: datet
             "pseudonym; the data was left as it was, so nothing was half erased"
         ) from None
     changed = {t: n for t, n in rows.items() if n}
-    conn.execute(
-        insert(Erasure).values(
-            pseudonym=alias, erased_by=actor, erased_at=now, rows=msgspec.json.encode(changed).decode()
-        )
-    )
+    record_in(conn, actor=actor, action="contacts.forget", target=alias, detail={"rows": changed})
     return Forgotten(pseudonym=alias, rows=changed)
 
 

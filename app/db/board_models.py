@@ -1,4 +1,4 @@
-"""Personal data and public links: erasures of a phone's data, and the links of results boards."""
+"""The links of public results boards: revocable, and stored only as a hash of their token."""
 
 from __future__ import annotations
 
@@ -10,19 +10,6 @@ from sqlalchemy.orm import Mapped, mapped_column
 from app.db.models import Base, UTCDateTime
 
 ID = BigInteger().with_variant(Integer, "sqlite")
-
-
-class Erasure(Base):
-    """A phone's data erased (``smsflows contacts forget``): who, when, and how many rows, by
-    the pseudonym that now stands for the number (never the number itself)."""
-
-    __tablename__ = "erasures"
-
-    id: Mapped[int] = mapped_column(ID, primary_key=True)
-    pseudonym: Mapped[str] = mapped_column(String(20))
-    erased_by: Mapped[str] = mapped_column(String(128))
-    erased_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    rows: Mapped[str] = mapped_column(Text, doc="JSON: table → rows changed")
 
 
 class BoardLink(Base):

@@ -1,4 +1,4 @@
-"""Winner draws (rounds and their picks), erasures of personal data, results-board links.
+"""Winner draws (rounds and their picks) and the links of public results boards.
 
 Revision ID: 0006
 Revises: 0005
@@ -57,14 +57,6 @@ def upgrade() -> None:
     )
     op.create_index("ix_pick_phone", "draw_picks", ["phone"])
     op.create_table(
-        "erasures",
-        sa.Column("id", ID, primary_key=True),
-        sa.Column("pseudonym", sa.String(20), nullable=False),
-        sa.Column("erased_by", sa.String(128), nullable=False),
-        sa.Column("erased_at", TS, nullable=False),
-        sa.Column("rows", sa.Text(), nullable=False),
-    )
-    op.create_table(
         "board_links",
         sa.Column("id", ID, primary_key=True),
         sa.Column("flow_id", sa.String(64), nullable=False),
@@ -81,6 +73,5 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("board_links")
-    op.drop_table("erasures")
     op.drop_table("draw_picks")
     op.drop_table("draws")
