@@ -16,6 +16,7 @@ from litestar.di import Provide
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app.api.audit import AuditController
+from app.api.boards import BoardLinksController, PublicBoardController, board_page
 from app.api.contacts import ContactsController
 from app.api.draws import DrawsController
 from app.api.failures import unexpected_error
@@ -133,6 +134,9 @@ def create_app(settings: Settings) -> Litestar:
             DrawsController,
             ContactsController,
             AuditController,
+            BoardLinksController,
+            PublicBoardController,
+            board_page,
         ],
         dependencies={
             "db_session": Provide(_db_session),

@@ -2,6 +2,7 @@
 
 from app.cli import (  # noqa: F401  (each registers its commands)
     audit,
+    boards,
     campaigns,
     contacts,
     draws,
