@@ -6,11 +6,13 @@ import asyncio
 import sys
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from app.cli.root import cli_actor, cli_settings, main
+
+T = TypeVar("T")
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -29,6 +31,16 @@ def _time(name: str, value: str | None) -> datetime | None:
     except ValueError:
         raise click.BadParameter(f"{value!r} is not a time; e.g. 2026-12-01T20:00", param_hint=name) from None
     return at if at.tzinfo else at.replace(tzinfo=WARSAW)
+
+
+def _convert(kind: type[T], values: dict[str, Any]) -> T:
+    """The command's options as the Struct the API takes; a bad value is a clean error."""
+    import msgspec
+
+    try:
+        return msgspec.convert(values, kind)
+    except msgspec.ValidationError as exc:
+        raise click.UsageError(str(exc).replace("$.", "--").replace("_", "-")) from None
 
 
 @main.group()
@@ -93,7 +105,6 @@ def draw_run(
       smsflows draw run final --winners 3 --reserves 2 --exclude staff.txt \\
         --seed "Lotto 2026-12-01: 4 9 17 23 35 41" --until 2026-12-01T22:00 --output final-draw.json
     """
-    import msgspec
     from rich.console import Console
 
     from app.draws import DrawRequest, read_exclude_file, run_draw
@@ -102,7 +113,8 @@ def draw_run(
     settings = cli_settings()
     flow = find_flow(Path(settings.flows_dir), flow_id)
     exclude = read_exclude_file(exclude_file.read_text(encoding="utf-8").splitlines()) if exclude_file else []
-    request = msgspec.convert(
+    request = _convert(
+        DrawRequest,
         {
             "winners": winners,
             "reserves": reserves,
@@ -114,7 +126,6 @@ def draw_run(
             "new_round": new_round,
             "reason": reason,
         },
-        DrawRequest,
     )
 
     async def go() -> DrawRecord:
@@ -171,9 +182,9 @@ def draw_verify(file: Path) -> None:
 
     from app.draws import decode, verify
 
-    record = decode(file.read_bytes(), str(file))
-    _print_verification(verify(record), Console())
-    if not verify(record).ok:
+    result = verify(decode(file.read_bytes(), str(file)))
+    _print_verification(result, Console())
+    if not result.ok:
         sys.exit(1)
 
 
