@@ -15,10 +15,10 @@ from litestar.datastructures import State
 from litestar.di import Provide
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from app.api.audit import AuditController
 from app.api.boards import BoardLinksController, PublicBoardController, board_page
 from app.api.contacts import ContactsController
 from app.api.draws import DrawsController
+from app.api.evidence import AuditController
 from app.api.failures import unexpected_error
 from app.api.flows import FlowsController
 from app.api.health import health, ready
@@ -28,8 +28,7 @@ from app.api.outbox import OutboxController
 from app.api.schema import openapi_config
 from app.dashboard import dashboard, not_found
 from app.db.engine import create_engine, create_sqlite_writer_engine, session_factory
-from app.db.migrate import is_current, upgrade
-from app.errors import MigrationsPending
+from app.db.migrate import prepare_schema
 from app.flows.live import LiveFlows
 from app.ingest.webhook import mo_webhook
 from app.ingest.writer import GroupWriter
@@ -70,12 +69,7 @@ def create_app(settings: Settings) -> Litestar:
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         engine = create_engine(settings)
         try:
-            if settings.is_sqlite:
-                await upgrade(engine)  # the embedded database looks after itself
-            elif not await is_current(engine):
-                raise MigrationsPending(
-                    "the PostgreSQL schema is not up to date: run `smsflows db upgrade` first"
-                )
+            await prepare_schema(engine, settings)
             flows = LiveFlows(Path(settings.flows_dir))
             log.info("%d flow(s) loaded from %s", len(flows.current.flows), settings.flows_dir)
             writer_engine = create_sqlite_writer_engine(settings) if settings.is_sqlite else None

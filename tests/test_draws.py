@@ -30,7 +30,7 @@ from app.draws import (
 from app.draws.canonical import PseudonymKeyMissing, canonical, list_sha256, mask, pseudonym, seed_sha256
 from app.draws.entries import DrawRule
 from app.draws.record import FORMAT, Pick, RecordEntry
-from app.flows.results import find_flow
+from app.flows.loader import find_flow
 from tests.conftest import Service, make_settings, running, send_mo, write_flows
 from tests.test_flows_cli import arun_cli
 

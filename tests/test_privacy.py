@@ -16,7 +16,7 @@ from app.db import board_models, campaign_models, draw_models  # noqa: F401  (ev
 from app.db.models import Base, utcnow
 from app.draws import DrawRecord, DrawRequest, run_draw, verify
 from app.errors import SettingsError
-from app.flows.results import find_flow
+from app.flows.loader import find_flow
 from app.privacy.pseudonyms import pseudonym
 from app.privacy.retention import purge
 from app.settings import load_settings

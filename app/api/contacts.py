@@ -10,7 +10,7 @@ from litestar.params import FromPath
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.api.auth import require_token
-from app.audit import Participation, participation
+from app.evidence import Participation, participation
 from app.flows.live import LiveFlows
 from app.mobitex.mo_form import normalise_number
 

@@ -14,6 +14,7 @@ from sqlalchemy import Connection, func, select
 
 from app.db.models import FlowEvent, utcnow
 from app.flows.loader import LoadedFlow
+from app.reads.results import kind_results
 
 
 class Board(msgspec.Struct, frozen=True):
@@ -54,7 +55,7 @@ _PICK = {"vote": _vote, "code": _code, "subscription": _subscription, "survey": 
 def board_figures(conn: Connection, flow: LoadedFlow) -> Board:
     pick = _PICK.get(flow.kind)
     if pick is not None:
-        figures = pick(flow.definition.results(conn))
+        figures = pick(msgspec.to_builtins(kind_results(conn, flow.definition)))
     else:  # kinds without results: how many messages each outcome had
         rows = conn.execute(
             select(FlowEvent.outcome, func.count())

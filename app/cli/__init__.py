@@ -1,11 +1,11 @@
 """The ``smsflows`` command: one module per family of subcommands, all on the ``main`` group."""
 
 from app.cli import (  # noqa: F401  (each registers its commands)
-    audit,
     boards,
     campaigns,
     contacts,
     draws,
+    evidence,
     gateway,
     messages,
     retention,

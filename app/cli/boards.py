@@ -34,7 +34,8 @@ def board_create(flow_id: str, label: str | None, by: str | None) -> None:
       smsflows board create final --label "studio screen"
     """
     from app.boards import create_link
-    from app.flows.results import find_flow, open_database
+    from app.db.migrate import open_database
+    from app.flows.loader import find_flow
 
     settings = cli_settings()
     flow = find_flow(Path(settings.flows_dir), flow_id)
@@ -55,7 +56,7 @@ def board_create(flow_id: str, label: str | None, by: str | None) -> None:
 def board_list(flow_id: str | None) -> None:
     """The board links (of FLOW, or of every flow), live and revoked; tokens are not kept."""
     from app.boards import list_links
-    from app.flows.results import open_database
+    from app.db.migrate import open_database
 
     settings = cli_settings()
 
@@ -80,7 +81,7 @@ def board_list(flow_id: str | None) -> None:
 def board_revoke(link_id: int, by: str | None) -> None:
     """Revoke board link ID: the board stops answering to it at once."""
     from app.boards import revoke_link
-    from app.flows.results import open_database
+    from app.db.migrate import open_database
 
     settings = cli_settings()
 

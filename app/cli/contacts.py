@@ -11,7 +11,7 @@ import click
 from app.cli.root import cli_actor, cli_settings, main
 
 if TYPE_CHECKING:
-    from app.audit import Participation
+    from app.evidence import Participation
 
 
 @main.group()
@@ -35,9 +35,10 @@ def contacts_show(number: str, flow_id: str, as_json: bool) -> None:
     """
     import msgspec
 
-    from app.audit import participation
+    from app.db.migrate import open_database
+    from app.evidence import participation
     from app.flows.kinds.base import WARSAW
-    from app.flows.results import find_flow, open_database
+    from app.flows.loader import find_flow
     from app.mobitex.mo_form import normalise_number
 
     settings = cli_settings()
@@ -86,7 +87,7 @@ def contacts_forget(number: str, by: str | None, yes: bool) -> None:
     Example:
       smsflows contacts forget 48600123456 --by "wniosek RODO 2026/12/01"
     """
-    from app.flows.results import open_database
+    from app.db.migrate import open_database
     from app.mobitex.mo_form import normalise_number
     from app.privacy.forget import Forgotten, forget
 

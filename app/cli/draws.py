@@ -107,8 +107,9 @@ def draw_run(
     """
     from rich.console import Console
 
+    from app.db.migrate import open_database
     from app.draws import DrawRequest, read_exclude_file, run_draw
-    from app.flows.results import find_flow, open_database
+    from app.flows.loader import find_flow
 
     settings = cli_settings()
     flow = find_flow(Path(settings.flows_dir), flow_id)
@@ -204,8 +205,8 @@ def draw_list(flow_id: str, as_json: bool) -> None:
     import msgspec
     from rich.console import Console
 
+    from app.db.migrate import open_database
     from app.draws import list_rounds
-    from app.flows.results import open_database
 
     settings = cli_settings()
 
@@ -253,8 +254,8 @@ def draw_show(flow_id: str, round_: int | None, output: Path | None) -> None:
     """A stored round: its record (to --output) and its winners and reserves, numbers whole."""
     from rich.console import Console
 
+    from app.db.migrate import open_database
     from app.draws import picks, stored_record
-    from app.flows.results import open_database
 
     settings = cli_settings()
 
@@ -303,10 +304,10 @@ def draw_notify(
     """
     import msgspec
 
+    from app.db.migrate import open_database
     from app.db.models import utcnow
     from app.draws import Notified, NotifyRequest, notify
     from app.flows.loader import load_dir
-    from app.flows.results import open_database
     from app.outbox.broadcast import send_note
 
     settings = cli_settings()

@@ -27,7 +27,7 @@ def retention_purge() -> None:
     Example:
       SMSFLOWS_RETENTION_RAW_DAYS=30 SMSFLOWS_RETENTION_TEXT_DAYS=180 smsflows retention purge
     """
-    from app.flows.results import open_database
+    from app.db.migrate import open_database
     from app.privacy.retention import Purged, purge
 
     settings = cli_settings()

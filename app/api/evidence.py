@@ -10,7 +10,7 @@ from litestar.params import FromPath
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.api.auth import require_token
-from app.audit import AuditError, AuditReport, audit
+from app.evidence import AuditError, AuditReport, audit
 from app.flows.live import LiveFlows
 
 

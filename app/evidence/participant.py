@@ -11,8 +11,8 @@ from typing import Any
 import msgspec
 from sqlalchemy import Connection, select
 
-from app.audit.rebuild import AUDITED, live
 from app.db.models import FlowEvent, InboundMessage, OutboxMessage
+from app.evidence.rebuild import AUDITED, live
 from app.flows.loader import LoadedFlow
 
 # What each outcome means for the phone, in words a participant understands.

@@ -14,7 +14,7 @@ from app.cli.root import cli_settings, main
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from app.audit import AuditReport
+    from app.evidence import AuditReport
 
 
 @main.command("audit")
@@ -35,8 +35,9 @@ def audit_command(flow_id: str, as_json: bool) -> None:
     import msgspec
     from rich.console import Console
 
-    from app.audit import audit
-    from app.flows.results import find_flow, open_database
+    from app.db.migrate import open_database
+    from app.evidence import audit
+    from app.flows.loader import find_flow
 
     settings = cli_settings()
     flow = find_flow(Path(settings.flows_dir), flow_id)
@@ -95,7 +96,7 @@ def check_export(file: Path) -> None:
     Example:
       smsflows check-export final-votes.csv
     """
-    from app.audit import check_manifest
+    from app.evidence import check_manifest
 
     manifest = check_manifest(file)
     click.echo(

@@ -13,9 +13,9 @@ from typing import Any
 import msgspec
 from sqlalchemy import Connection, func, select
 
-from app.audit.rebuild import AUDITED, Entries, by_version, events, live, rebuilt, tally
 from app.db.models import FlowEvent, InboundMessage
 from app.errors import SmsflowsError
+from app.evidence.rebuild import AUDITED, Entries, by_version, events, live, rebuilt, tally
 from app.flows.loader import LoadedFlow
 from app.privacy.pseudonyms import mask
 
