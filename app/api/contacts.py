@@ -10,9 +10,9 @@ from litestar.params import FromPath
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.api.auth import require_token
-from app.evidence import Participation, participation
 from app.flows.live import LiveFlows
 from app.mobitex.mo_form import normalise_number
+from app.reads.participation import Participation, participation
 
 
 class ContactsController(Controller):

@@ -11,7 +11,7 @@ import click
 from app.cli.root import cli_actor, cli_settings, main
 
 if TYPE_CHECKING:
-    from app.evidence import Participation
+    from app.reads.participation import Participation
 
 
 @main.group()
@@ -36,10 +36,10 @@ def contacts_show(number: str, flow_id: str, as_json: bool) -> None:
     import msgspec
 
     from app.db.migrate import open_database
-    from app.evidence import participation
     from app.flows.kinds.base import WARSAW
     from app.flows.loader import find_flow
     from app.mobitex.mo_form import normalise_number
+    from app.reads.participation import participation
 
     settings = cli_settings()
     flow = find_flow(Path(settings.flows_dir), flow_id)
