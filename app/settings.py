@@ -173,9 +173,17 @@ def read_env_file(path: Path) -> dict[str, str]:
     return values
 
 
+# `make run` writes the values it starts the service with here, and removes the file when it stops:
+# every smsflows command run beside it (send, broadcast, balance) then sees the service's settings.
+MAKE_RUN_ENV = Path("var/make-run.env")
+
+
 def load_settings(environ: Mapping[str, str] | None = None, env_file: Path | None = Path(".env")) -> Settings:
-    """Build Settings from the environment; the process environment wins over ``.env``."""
+    """Build Settings from the environment; the process environment wins over ``var/make-run.env``
+    (only there while `make run` runs), which wins over ``.env``. ``env_file=None`` reads no file."""
     merged: dict[str, str] = read_env_file(env_file) if env_file is not None else {}
+    if env_file is not None:
+        merged.update(read_env_file(env_file.parent / MAKE_RUN_ENV))
     merged.update(os.environ if environ is None else environ)
     fields = set(Settings.__struct_fields__)
     raw: dict[str, Any] = {}
