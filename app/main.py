@@ -26,6 +26,7 @@ from app.db.engine import create_engine, create_sqlite_writer_engine, session_fa
 from app.db.migrate import is_current, upgrade
 from app.errors import MigrationsPending
 from app.flows.live import LiveFlows
+from app.ingest.gate import DatabaseGate
 from app.ingest.webhook import mo_webhook
 from app.ingest.writer import GroupWriter
 from app.logs import configure_logging
@@ -89,6 +90,7 @@ def create_app(settings: Settings) -> Litestar:
             if actions is not None:
                 await actions.start()
             app.state.dispatcher = dispatcher
+            app.state.db_gate = gate = DatabaseGate(engine)
             app.state.engine, app.state.writer, app.state.flows = engine, writer, flows
             _reload_on_sighup(flows)
             app.state.sessions = session_factory(engine)
@@ -99,6 +101,7 @@ def create_app(settings: Settings) -> Litestar:
             try:
                 yield
             finally:
+                await gate.stop()
                 if actions is not None:
                     await actions.stop()
                 if dispatcher is not None:
