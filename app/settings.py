@@ -29,6 +29,7 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     mo_max_text: int = 4096
     api_token: str | None = None
     schema: Literal["token", "open", "off"] = "token"
+    metrics: Literal["token", "open", "off"] = "token"
     host: str = "127.0.0.1"
     port: int = 8000
     request_timeout: float = 30.0
@@ -199,7 +200,7 @@ def load_settings(environ: Mapping[str, str] | None = None, env_file: Path | Non
             raw[name] = None
         elif name in ("log_level", "sqlite_synchronous"):
             raw[name] = value.upper()
-        elif name in ("send_mode", "schema", "log_format"):
+        elif name in ("send_mode", "schema", "metrics", "log_format"):
             raw[name] = value.lower()
         else:
             raw[name] = value
