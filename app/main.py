@@ -13,6 +13,7 @@ from pathlib import Path
 from litestar import Litestar
 from litestar.datastructures import State
 from litestar.di import Provide
+from litestar.middleware import DefineMiddleware
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app.api.failures import unexpected_error
@@ -20,15 +21,18 @@ from app.api.flows import FlowsController
 from app.api.health import health, ready
 from app.api.inbound import InboundController
 from app.api.messages import MessagesController
+from app.api.metrics import metrics_routes
 from app.api.outbox import OutboxController
 from app.api.schema import openapi_config
 from app.dashboard import dashboard, not_found
 from app.db.engine import create_engine, create_sqlite_writer_engine, session_factory
 from app.db.migrate import prepare_schema
 from app.flows.live import LiveFlows
+from app.ingest.gate import DatabaseGate
 from app.ingest.webhook import mo_webhook
 from app.ingest.writer import GroupWriter
 from app.logs import configure_logging
+from app.metrics import MoMetrics
 from app.outbox.actions import ActionDeliverer
 from app.outbox.dispatcher import Dispatcher
 from app.settings import Settings, load_settings
@@ -84,6 +88,7 @@ def create_app(settings: Settings) -> Litestar:
             if actions is not None:
                 await actions.start()
             app.state.dispatcher = dispatcher
+            app.state.db_gate = gate = DatabaseGate(engine)
             app.state.engine, app.state.writer, app.state.flows = engine, writer, flows
             _reload_on_sighup(flows)
             app.state.sessions = session_factory(engine)
@@ -94,6 +99,7 @@ def create_app(settings: Settings) -> Litestar:
             try:
                 yield
             finally:
+                await gate.stop()
                 if actions is not None:
                     await actions.stop()
                 if dispatcher is not None:
@@ -115,7 +121,9 @@ def create_app(settings: Settings) -> Litestar:
             FlowsController,
             OutboxController,
             MessagesController,
+            *metrics_routes(settings),
         ],
+        middleware=[DefineMiddleware(MoMetrics, mo_path=settings.mo_path)],
         dependencies={
             "db_session": Provide(_db_session),
             "settings": Provide(_settings, sync_to_thread=False),

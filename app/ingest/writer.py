@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ from app.db.models import InboundMessage, QuarantinedRequest
 from app.errors import DatabaseUnavailable
 from app.flows.engine import process_new
 from app.flows.loader import FlowSet
+from app.metrics import observe_batch
 from app.mobitex.mo_form import MoMessage
 
 log = logging.getLogger("smsflows.ingest")
@@ -129,6 +131,7 @@ class GroupWriter:
                     self._queue.task_done()
 
     async def _commit_batch(self, batch: list[_Job]) -> None:
+        started = time.perf_counter()
         try:
             await self._write(batch)
         except (IntegrityError, DataError):
@@ -152,6 +155,7 @@ class GroupWriter:
             return
         self.batches += 1
         self.rows += len(batch)
+        observe_batch(len(batch), time.perf_counter() - started)
         if self._on_commit is not None and self._acted:
             self._on_commit()
         self._acted = False
