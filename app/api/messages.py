@@ -38,7 +38,7 @@ class MessagesController(Controller):
         now = utcnow()
         try:
             queued: Queued = await db_session.run_sync(
-                lambda sync: queue(sync.connection(), data, now, live.current)
+                lambda sync: queue(sync.connection(), data, now, live.current.flows)
             )
         except (InvalidSend, MessageTooLong) as exc:
             await db_session.rollback()

@@ -21,7 +21,7 @@ from sqlalchemy import ARRAY, String, Table, bindparam, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from app.db.campaign_models import Code
+from app.db.flow_models import Code
 from app.db.migrate import open_database
 from app.errors import SmsflowsError
 from app.flows.kinds.code import MAX_CODE_LENGTH, CodeFlow, is_well_formed, normalise_code
