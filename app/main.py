@@ -6,17 +6,17 @@ import asyncio
 import gc
 import logging
 import signal
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 from litestar import Litestar
 from litestar.datastructures import State
-from litestar.di import Provide
 from litestar.openapi.config import OpenAPIConfig
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app import __version__
+from app.api.deps import DEPENDENCIES
+from app.api.errors import EXCEPTION_HANDLERS
 from app.api.flows import FlowsController
 from app.api.health import health, ready
 from app.api.inbound import InboundController
@@ -32,22 +32,6 @@ from app.outbox.dispatcher import Dispatcher
 from app.settings import Settings, load_settings
 
 log = logging.getLogger("smsflows")
-
-
-async def _db_session(state: State) -> AsyncGenerator[AsyncSession, None]:
-    sessions: async_sessionmaker[AsyncSession] = state.sessions
-    async with sessions() as session:
-        yield session
-
-
-def _settings(state: State) -> Settings:
-    settings: Settings = state.settings
-    return settings
-
-
-def _engine(state: State) -> AsyncEngine:
-    engine: AsyncEngine = state.engine
-    return engine
 
 
 def _reload_on_sighup(flows: LiveFlows) -> None:
@@ -112,11 +96,8 @@ def create_app(settings: Settings) -> Litestar:
             OutboxController,
             MessagesController,
         ],
-        dependencies={
-            "db_session": Provide(_db_session),
-            "settings": Provide(_settings, sync_to_thread=False),
-            "db_engine": Provide(_engine, sync_to_thread=False),
-        },
+        dependencies=DEPENDENCIES,
+        exception_handlers=EXCEPTION_HANDLERS,
         lifespan=[lifespan],
         state=State({"settings": settings}),
         openapi_config=OpenAPIConfig(title="smsflows", version=__version__, path="/schema"),

@@ -9,8 +9,9 @@ import msgspec
 
 from app.db.migrate import open_database
 from app.db.models import WARSAW, utcnow
+from app.errors import InvalidSend
 from app.flows.broadcast import MAX_KEY
-from app.outbox.sending import InvalidSend, NewMessage, Queued, queue
+from app.outbox.sending import NewMessage, Queued, queue
 from app.settings import Settings
 
 

@@ -16,10 +16,10 @@ from sqlalchemy import Connection, func, select
 from app.db.flow_models import Subscription
 from app.db.migrate import open_database
 from app.db.models import Contact, utcnow
-from app.errors import SmsflowsError
+from app.errors import InvalidRequest, InvalidSend
 from app.flows.kinds.subscription import subscribers
 from app.mobitex.encoding import SmsEncoding, check_fits
-from app.outbox.sending import InvalidSend, NewMessage, queue
+from app.outbox.sending import NewMessage, queue
 from app.settings import Settings
 
 MAX_KEY = 100  # a broadcast adds ":<phone>" to it; the column holds 128
@@ -74,7 +74,7 @@ async def run_broadcast(
             phones, opted_out, lists = await conn.run_sync(_audience, list_id)
         if not phones:
             known = ", ".join(lists) or "none yet"
-            raise SmsflowsError(
+            raise InvalidRequest(
                 f"list {list_id!r} has no active member who may get messages (lists: {known}); "
                 "check the name: it is the list of a subscription flow"
             )

@@ -17,7 +17,7 @@ from sqlalchemy import Connection, insert, select
 
 from app.db.dialect import insert_for
 from app.db.models import WARSAW, Contact, FlowId, Tag
-from app.errors import SmsflowsError
+from app.errors import IdempotencyConflict, InvalidSend
 from app.mobitex.encoding import SmsEncoding, check_fits
 from app.mobitex.mo_form import normalise_number
 from app.outbox.table import OUTBOX, FlowRef, outbox_row
@@ -49,14 +49,6 @@ class SendingFlow(FlowRef, Protocol):
     def answer_tag(self) -> str | None:
         """The tag of messages whose answers the flow takes, or None."""
         ...
-
-
-class InvalidSend(SmsflowsError):
-    """The message cannot be queued as given; the message names the field and what to change."""
-
-
-class IdempotencyConflict(SmsflowsError):
-    """The idempotency key was already used for a different message."""
 
 
 class Queued(msgspec.Struct, frozen=True):
