@@ -28,10 +28,10 @@ from app.draws import (
     stored_record,
 )
 from app.draws.canonical import PseudonymKeyMissing
+from app.errors import InvalidSend
 from app.flows.live import LiveFlows
 from app.flows.loader import LoadedFlow
 from app.mobitex.encoding import MessageTooLong
-from app.outbox.sending import InvalidSend
 from app.settings import Settings
 
 ACTOR = "api"

@@ -2,10 +2,10 @@
 
 from app.cli import (  # noqa: F401  (each registers its commands)
     boards,
-    campaigns,
     contacts,
     draws,
     evidence,
+    flows,
     gateway,
     messages,
     retention,

@@ -304,11 +304,11 @@ def draw_notify(
     """
     import msgspec
 
+    from app.cli.sending import send_note
     from app.db.migrate import open_database
     from app.db.models import utcnow
     from app.draws import Notified, NotifyRequest, notify
     from app.flows.loader import load_dir
-    from app.outbox.broadcast import send_note
 
     settings = cli_settings()
     flows = load_dir(Path(settings.flows_dir))

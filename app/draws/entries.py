@@ -14,7 +14,7 @@ from typing import Any, Literal
 import msgspec
 from sqlalchemy import Connection, func, select
 
-from app.db.campaign_models import Conversation, Redemption, Subscription, Vote
+from app.db.flow_models import Conversation, Redemption, Subscription, Vote
 from app.db.models import Contact, InboundMessage
 from app.draws.canonical import canonical, list_sha256, pseudonym
 from app.errors import SmsflowsError
@@ -34,6 +34,8 @@ _ENTRIES = {
 
 class DrawError(SmsflowsError):
     """A draw cannot be made as asked; the message says what to change."""
+
+    status_code = 422
 
 
 class DrawRule(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

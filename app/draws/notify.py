@@ -15,8 +15,9 @@ from sqlalchemy import Connection, update
 from app.db.audit import record_in
 from app.db.draw_models import DrawPick
 from app.draws.rounds import picks
+from app.errors import InvalidSend
 from app.flows.loader import FlowSet
-from app.outbox.sending import InvalidSend, NewMessage, queue
+from app.outbox.sending import NewMessage, queue
 
 
 class Notified(msgspec.Struct, frozen=True):
@@ -65,7 +66,7 @@ def notify(
             idempotency_key=f"draw:{draw_id}:{p.entry_id}",
         )
         try:
-            queued = queue(conn, message, now, flows)
+            queued = queue(conn, message, now, flows.flows if flows is not None else None)
         except InvalidSend as exc:
             if str(exc).startswith(("flow:", "tag:")):
                 raise

@@ -17,7 +17,7 @@ from typing import Any
 import msgspec
 from sqlalchemy import Connection, func, select
 
-from app.db.campaign_models import Conversation, Redemption, Subscription, Vote
+from app.db.flow_models import Conversation, Redemption, Subscription, Vote
 from app.db.models import FlowEvent
 from app.flows.loader import LoadedFlow
 

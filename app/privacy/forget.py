@@ -16,8 +16,8 @@ from sqlalchemy import Column, Connection, Table, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from app.db.audit import record_in
-from app.db.campaign_models import Conversation, Redemption, Subscription, SurveyAnswer, Vote
 from app.db.draw_models import DrawPick
+from app.db.flow_models import Conversation, Redemption, Subscription, SurveyAnswer, Vote
 from app.db.models import (
     Contact,
     FlowEvent,
@@ -35,6 +35,8 @@ _TEXT_KEYS = ("args", "text", "value", "answers")  # decision details that quote
 
 class ForgetError(SmsflowsError):
     """The phone's data could not be erased as asked."""
+
+    status_code = 422
 
 
 class Forgotten(msgspec.Struct, frozen=True):
