@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
-.PHONY: run test lint format bench clean constraints
+.PHONY: run test lint format bench clean messages constraints
 
 $(BIN)/.installed: pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -17,8 +17,9 @@ $(BIN)/.installed: pyproject.toml constraints.txt
 
 # Local development: the service answers on $(PORT) and sends through a fake Mobitex gateway on
 # $(FAKE_PORT) (`smsflows fake-mobitex`), which plays the phones too: their answers come back to the
-# webhook. The loopback address may post MO messages (so `smsflows simulate` works) and the API
-# answers to the token "dev". Production sets its own SMSFLOWS_* values.
+# webhook. The loopback address may post MO messages (so `smsflows simulate` works), the API
+# answers to the token "dev", and the dashboard has a user "dev" with the password "dev-password".
+# Production sets its own SMSFLOWS_* values and users (docs/dashboard.md).
 # The values are written to $(RUN_ENV) while the service runs, so that every smsflows command run
 # beside it (send, broadcast, balance) reads the same settings; the file goes when `make run` stops.
 FAKE_PORT ?= 8099
@@ -35,10 +36,13 @@ run: $(BIN)/.installed
 		echo "SMSFLOWS_MOBITEX_PASSWORD=$${SMSFLOWS_MOBITEX_PASSWORD:-smsflows}"; \
 		echo "SMSFLOWS_MOBITEX_FROM=$${SMSFLOWS_MOBITEX_FROM:-70120}"; \
 		echo "SMSFLOWS_ACTION_SECRET=$${SMSFLOWS_ACTION_SECRET:-dev-secret}"; \
+		echo "SMSFLOWS_SESSION_SECRET=$${SMSFLOWS_SESSION_SECRET:-dev-session-secret}"; \
 	} > $(RUN_ENV)
 	@$(BIN)/smsflows fake-mobitex --host 127.0.0.1 --port $(FAKE_PORT) \
 		--webhook http://127.0.0.1:$(PORT)/mobitex/mo --retry-interval 10 & fake=$$!; \
 	trap 'kill $$fake 2>/dev/null; rm -f $(RUN_ENV)' EXIT INT TERM; \
+	printf "dev-password\n" | $(BIN)/smsflows users add dev --role admin --password-stdin --exists-ok >/dev/null && \
+	echo "dashboard: http://$(HOST):$(PORT)/  user dev, password dev-password (admin)" && \
 	$(BIN)/smsflows serve --host $(HOST) --port $(PORT)
 
 # pytest's exit code 5 means "no tests collected", which is not a failure of the code.
@@ -60,6 +64,13 @@ constraints: $(BIN)/.installed
 
 bench: $(BIN)/.installed
 	$(BIN)/python bench/mo_ingest.py
+
+# The dashboard's texts: new strings from templates and app/dashboard into the catalogs (then
+# translate the empty msgstr lines; the service reads the .po files as they are).
+messages: $(BIN)/.installed
+	@mkdir -p var
+	$(BIN)/pybabel extract -F babel.cfg -k N_ -k tr --no-location --sort-output --omit-header -o var/messages.pot .
+	$(BIN)/pybabel update -i var/messages.pot -d app/dashboard/locale --no-fuzzy-matching --no-location --omit-header
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -24,9 +24,9 @@ from app.api.messages import MessagesController
 from app.api.metrics import metrics_routes
 from app.api.outbox import OutboxController
 from app.api.schema import openapi_config
+from app.dashboard import dashboard, not_found
 from app.db.engine import create_engine, create_sqlite_writer_engine, session_factory
-from app.db.migrate import is_current, upgrade
-from app.errors import MigrationsPending
+from app.db.migrate import prepare_schema
 from app.flows.live import LiveFlows
 from app.ingest.gate import DatabaseGate
 from app.ingest.webhook import mo_webhook
@@ -68,12 +68,7 @@ def create_app(settings: Settings) -> Litestar:
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         engine = create_engine(settings)
         try:
-            if settings.is_sqlite:
-                await upgrade(engine)  # the embedded database looks after itself
-            elif not await is_current(engine):
-                raise MigrationsPending(
-                    "the PostgreSQL schema is not up to date: run `smsflows db upgrade` first"
-                )
+            await prepare_schema(engine, settings)
             flows = LiveFlows(Path(settings.flows_dir))
             log.info("%d flow(s) loaded from %s", len(flows.current.flows), settings.flows_dir)
             writer_engine = create_sqlite_writer_engine(settings) if settings.is_sqlite else None
@@ -115,8 +110,10 @@ def create_app(settings: Settings) -> Litestar:
         finally:
             await engine.dispose()
 
+    pages = dashboard(settings)
     return Litestar(
         route_handlers=[
+            *pages.route_handlers,
             mo_webhook(settings),
             health,
             ready,
@@ -132,8 +129,11 @@ def create_app(settings: Settings) -> Litestar:
             "settings": Provide(_settings, sync_to_thread=False),
             "db_engine": Provide(_engine, sync_to_thread=False),
         },
+        template_config=pages.template_config,
+        # An unknown address: JSON under /api, the error page for people. Errors nothing else
+        # handled: logged with their traceback, answered with a clean 500.
+        exception_handlers={404: not_found, 500: unexpected_error},
         lifespan=[lifespan],
-        exception_handlers={500: unexpected_error},  # errors nothing else handled: logged, clean 500
         logging_config=None,  # app.logs configures logging once; Litestar's would reset the root level
         state=State({"settings": settings}),
         openapi_config=openapi_config(settings),

@@ -50,6 +50,10 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     send_max_age: int = 3600
     send_lease: int = 60
     action_secret: str | None = None
+    # The dashboard: signed session cookies (a secret every worker shares), their lifetime, HTTPS.
+    session_secret: str | None = None
+    session_hours: int = 12
+    secure_cookies: bool = False
 
     def __post_init__(self) -> None:
         for name in ("mo_allowed_ips", "trusted_proxies"):
@@ -75,6 +79,7 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             "send_rate_per_number",
             "send_max_age",
             "send_lease",
+            "session_hours",
         ):
             if getattr(self, name) <= 0:
                 kind = "number" if name.startswith("send_rate") or name == "request_timeout" else "integer"
@@ -97,9 +102,9 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
     def refuse_dev_secrets(self, host: str) -> None:
         """Refuse to serve a well-known development secret on an address other hosts can reach."""
-        if _is_loopback(host):
+        if is_loopback(host):
             return
-        for name in ("api_token", "action_secret"):
+        for name in ("api_token", "action_secret", "session_secret"):
             value = getattr(self, name)
             if value is not None and value.strip().lower() in DEV_SECRETS:
                 raise SettingsError(
@@ -138,10 +143,14 @@ def _hide_password(url: str) -> str:
 
 
 # What `make run`, the docs and the tests use, and the first guesses of anyone scanning for them.
-DEV_SECRETS = frozenset({"dev", "dev-secret", "smsflows", "test-token", "secret", "changeme", "password"})
+DEV_SECRETS = frozenset(
+    {"dev", "dev-secret", "dev-session-secret", "smsflows", "test-token", "secret", "changeme", "password"}
+)
+# The dashboard password `make run` gives its user "dev".
+DEV_PASSWORDS = ("dev-password",)
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
     if host.strip().lower() == "localhost":
         return True
     try:
@@ -150,7 +159,7 @@ def _is_loopback(host: str) -> bool:
         return False  # a host name: it may resolve to anything
 
 
-_SECRETS = frozenset({"mobitex_password", "api_token", "action_secret"})
+_SECRETS = frozenset({"mobitex_password", "api_token", "action_secret", "session_secret"})
 _LISTS = frozenset({"mo_allowed_ips", "trusted_proxies"})
 
 

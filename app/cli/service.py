@@ -11,7 +11,7 @@ import click
 
 from app.cli.root import cli_settings, main
 from app.logs import configure_logging
-from app.settings import Settings
+from app.settings import Settings, is_loopback
 
 
 @main.command()
@@ -34,6 +34,8 @@ def serve(host: str | None, port: int | None, workers: int) -> None:
     settings.refuse_dev_secrets(host)
     configure_logging(settings)
     asyncio.run(_prepare_database(settings))
+    if not is_loopback(host):
+        asyncio.run(_refuse_dev_passwords(settings, host))
     counts = Path(tempfile.mkdtemp(prefix="smsflows-metrics-")) if workers > 1 else None
     if counts is not None:
         prepare_multiprocess(counts)  # one /metrics scrape adds up every worker's counts
@@ -52,23 +54,28 @@ def serve(host: str | None, port: int | None, workers: int) -> None:
 
 
 async def _prepare_database(settings: Settings) -> None:
-    """Migrate the embedded SQLite once, before workers start; check PostgreSQL is migrated."""
-    from app.db.engine import create_engine
-    from app.db.migrate import is_current, upgrade
-    from app.errors import MigrationsPending
+    """Migrate the embedded SQLite, or check PostgreSQL is migrated: the rule of every command."""
+    from app.db.migrate import open_database
 
-    engine = create_engine(settings)
-    try:
-        if settings.is_sqlite:
-            await upgrade(engine)
-        elif not await is_current(engine):
-            raise MigrationsPending("the database schema is not up to date: run `smsflows db upgrade` first")
-    except OSError as exc:
+    async with open_database(settings):
+        pass
+
+
+async def _refuse_dev_passwords(settings: Settings, host: str) -> None:
+    """A dashboard user with the password `make run` gives must not be served to other machines."""
+    from app.db.engine import session_factory
+    from app.db.migrate import open_database
+    from app.db.users import with_password
+    from app.settings import DEV_PASSWORDS
+
+    async with open_database(settings) as engine, session_factory(engine)() as session:
+        names = await with_password(session, DEV_PASSWORDS)
+    if names:
         raise click.ClickException(
-            f"cannot reach the database ({exc}); check SMSFLOWS_DATABASE_URL"
-        ) from None
-    finally:
-        await engine.dispose()
+            f"the dashboard user(s) {', '.join(names)} have the development password "
+            f"{DEV_PASSWORDS[0]!r}, and the service would listen on {host}, where others can reach it: "
+            f"set a password of your own (`smsflows users passwd {names[0]}`), or listen on 127.0.0.1"
+        )
 
 
 @main.group()
@@ -81,7 +88,7 @@ def db() -> None:
 def db_upgrade(revision: str) -> None:
     """Create or migrate the database named by SMSFLOWS_DATABASE_URL."""
     from app.db.engine import create_engine
-    from app.db.migrate import head_revision, upgrade
+    from app.db.migrate import head_revision, unreachable, upgrade
 
     settings = cli_settings()
 
@@ -89,15 +96,12 @@ def db_upgrade(revision: str) -> None:
         engine = create_engine(settings)
         try:
             await upgrade(engine, revision)
+        except OSError as exc:
+            raise unreachable(exc) from None
         finally:
             await engine.dispose()
 
-    try:
-        asyncio.run(run())
-    except OSError as exc:
-        raise click.ClickException(
-            f"cannot reach the database ({exc}); check SMSFLOWS_DATABASE_URL"
-        ) from None
+    asyncio.run(run())
     click.echo(f"database at revision {head_revision() if revision == 'head' else revision}")
 
 
