@@ -13,6 +13,7 @@ from sqlalchemy import text
 
 from app.db.migrate import head_revision
 from tests.conftest import Service, make_settings, mo_form, start_service
+from tests.dashboard import dashboard_service, signed_in
 
 
 async def _post(service: Service, **fields: str) -> dict[str, str]:
@@ -284,3 +285,10 @@ async def test_repair_with_an_unknown_field_name_is_refused(service: Service) ->
     resp = await service.api.post(f"/api/quarantine/{qid}/reingest", json={"fields": {"sms-id": "x"}})
     assert resp.status_code == 400
     assert "sms-id" in resp.json()["detail"]
+
+
+async def test_the_audit_page_bounds_its_cursor_too(database_url: str) -> None:
+    async with dashboard_service(database_url) as svc, signed_in(svc, "olek", "operator") as client:
+        resp = await client.get("/audit", params={"before": "99999999999999999999"})
+    assert resp.status_code == 400, resp.text
+    assert "Traceback" not in resp.text
