@@ -119,3 +119,17 @@ async def count(session: AsyncSession) -> int:
 
 def last_login(user: User) -> datetime | None:
     return user.last_login_at
+
+
+async def with_password(session: AsyncSession, passwords: tuple[str, ...]) -> list[str]:
+    """The active users whose password is one of ``passwords`` (to refuse well-known ones)."""
+    found = []
+    for user in await session.scalars(select(User).where(User.active.is_(True)).order_by(User.name)):
+        for password in passwords:
+            try:
+                _hasher.verify(user.password_hash, password)
+            except (VerificationError, InvalidHashError):
+                continue
+            found.append(user.name)
+            break
+    return found
