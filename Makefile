@@ -37,6 +37,7 @@ run: $(BIN)/.installed
 		echo "SMSFLOWS_MOBITEX_FROM=$${SMSFLOWS_MOBITEX_FROM:-70120}"; \
 		echo "SMSFLOWS_ACTION_SECRET=$${SMSFLOWS_ACTION_SECRET:-dev-secret}"; \
 		echo "SMSFLOWS_SESSION_SECRET=$${SMSFLOWS_SESSION_SECRET:-dev-session-secret}"; \
+		echo "SMSFLOWS_PSEUDONYM_KEY=$${SMSFLOWS_PSEUDONYM_KEY:-dev-pseudonyms}"; \
 	} > $(RUN_ENV)
 	@$(BIN)/smsflows fake-mobitex --host 127.0.0.1 --port $(FAKE_PORT) \
 		--webhook http://127.0.0.1:$(PORT)/mobitex/mo --retry-interval 10 & fake=$$!; \
