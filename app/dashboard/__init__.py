@@ -30,6 +30,7 @@ from app.dashboard.i18n import N_
 from app.dashboard.login import LoginController
 from app.dashboard.overview import OverviewController
 from app.dashboard.templating import STATIC, template_config
+from app.dashboard.users import UsersController
 from app.settings import Settings
 
 CSRF_COOKIE = "smsflows_csrf"
@@ -51,7 +52,13 @@ def dashboard(settings: Settings) -> Dashboard:
     )
     pages = Router(
         path="/",
-        route_handlers=[LoginController, OverviewController, FlowsController, AuditController],
+        route_handlers=[
+            LoginController,
+            OverviewController,
+            FlowsController,
+            AuditController,
+            UsersController,
+        ],
         middleware=[
             SecurityHeaders(),
             DefineMiddleware(CookieSessions, config=session_config(settings)),
