@@ -16,7 +16,7 @@ from app.db.migrate import upgrade
 from app.db.models import InboundMessage
 from app.flows.loader import load_dir
 from app.reads.series import first_id_since, per_minute
-from app.reads.tally import count_votes
+from app.reads.tally import count_votes, latest_votes
 from tests.conftest import make_settings, new_sms_id, write_flows
 from tests.test_dashboard_pages import VOTE
 
@@ -120,3 +120,20 @@ async def test_a_replacing_vote_is_recounted_whole(database_url: str, tmp_path: 
     await engine.dispose()
     assert [(o.option, o.votes) for o in first.options] == [("A", 1), ("B", 0)]
     assert [(o.option, o.votes) for o in second.options] == [("A", 0), ("B", 1)]
+
+
+async def test_latest_votes_of_a_quiet_flow_among_busy_ones_are_found(database_url: str) -> None:
+    engine = await _engine(database_url)
+    rows = [
+        {"flow_id": "quiet" if i in (3, 5) else "busy", "flow_hash": "h", "sender": f"48600{i:06d}", "seq": 1,
+         "option": "A", "inbound_id": i, "created_at": NOW, "message_time": 0}
+        for i in range(1, 41)
+    ]  # fmt: skip
+    async with engine.begin() as conn:
+        await conn.execute(insert(Vote), rows)
+    async with engine.connect() as conn:
+        quiet = await conn.run_sync(lambda c: latest_votes(c, "quiet", limit=10, recent=10))
+        busy = await conn.run_sync(lambda c: latest_votes(c, "busy", limit=3, recent=10))
+    await engine.dispose()
+    assert [v.sender for v in quiet] == ["48600***005", "48600***003"]
+    assert [v.sender for v in busy] == ["48600***040", "48600***039", "48600***038"]

@@ -86,7 +86,10 @@ def flow_state(flow: LoadedFlow, now: datetime) -> tuple[str, datetime | None, d
     return ("open" if now < hi else "closed"), opens, closes
 
 
-def overview(conn: Connection, flows: list[LoadedFlow], now: datetime) -> Overview:
+def overview(
+    conn: Connection, flows: list[LoadedFlow], now: datetime, figures: dict[str, int] | None = None
+) -> Overview:
+    """``figures`` are headline figures the caller knows already (a vote's live tally), by flow id."""
     start = today_start(now)
     depth = dict.fromkeys(OUTBOX_STATUSES, 0)
     for status, count in conn.execute(
@@ -98,7 +101,14 @@ def overview(conn: Connection, flows: list[LoadedFlow], now: datetime) -> Overvi
     states = []
     for flow in sorted(flows, key=lambda f: f.id):
         state, opens, closes = flow_state(flow, now)
-        figure, label = _figure(conn, flow)
+        figure, label = (
+            _figure(conn, flow)
+            if figures is None or flow.id not in figures
+            else (
+                figures[flow.id],
+                "votes",
+            )
+        )
         states.append(
             FlowState(
                 id=flow.id,
