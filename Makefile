@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
-.PHONY: run test lint format bench clean messages constraints
+.PHONY: run test lint format bench clean messages constraints screenshots
 
 $(BIN)/.installed: pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -72,6 +72,10 @@ messages: $(BIN)/.installed
 	@mkdir -p var
 	$(BIN)/pybabel extract -F babel.cfg -k N_ -k tr --no-location --sort-output --omit-header -o var/messages.pot .
 	$(BIN)/pybabel update -i var/messages.pot -d app/dashboard/locale --no-fuzzy-matching --no-location --omit-header
+
+# The pictures in docs/screenshots, taken by the browser test in Debian's Chromium.
+screenshots: $(BIN)/.installed
+	SMSFLOWS_SCREENSHOTS=docs/screenshots $(BIN)/pytest tests/test_browser.py -q
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
