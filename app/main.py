@@ -91,9 +91,9 @@ def create_app(settings: Settings) -> Litestar:
             try:
                 yield
             finally:
+                await gate.stop()
                 if purger is not None:
                     await purger.stop()
-                await gate.stop()
                 if actions is not None:
                     await actions.stop()
                 if dispatcher is not None:
@@ -115,13 +115,13 @@ def create_app(settings: Settings) -> Litestar:
             FlowsController,
             OutboxController,
             MessagesController,
+            *metrics_routes(settings),
             DrawsController,
             ContactsController,
             AuditController,
             BoardLinksController,
             PublicBoardController,
             board_page,
-            *metrics_routes(settings),
         ],
         middleware=[DefineMiddleware(MoMetrics, mo_path=settings.mo_path)],
         dependencies=DEPENDENCIES,

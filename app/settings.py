@@ -113,9 +113,9 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
     def refuse_dev_secrets(self, host: str) -> None:
         """Refuse to serve a well-known development secret on an address other hosts can reach."""
-        if _is_loopback(host):
+        if is_loopback(host):
             return
-        for name in ("api_token", "action_secret"):
+        for name in ("api_token", "action_secret", "session_secret"):
             value = getattr(self, name)
             if value is not None and value.strip().lower() in DEV_SECRETS:
                 raise SettingsError(
@@ -154,10 +154,14 @@ def _hide_password(url: str) -> str:
 
 
 # What `make run`, the docs and the tests use, and the first guesses of anyone scanning for them.
-DEV_SECRETS = frozenset({"dev", "dev-secret", "smsflows", "test-token", "secret", "changeme", "password"})
+DEV_SECRETS = frozenset(
+    {"dev", "dev-secret", "dev-session-secret", "smsflows", "test-token", "secret", "changeme", "password"}
+)
+# The dashboard password `make run` gives its user "dev".
+DEV_PASSWORDS = ("dev-password",)
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
     if host.strip().lower() == "localhost":
         return True
     try:

@@ -8,6 +8,7 @@ from app.cli import (  # noqa: F401  (each registers its commands)
     flows,
     gateway,
     messages,
+    outbox,
     retention,
     service,
     users,
