@@ -115,7 +115,7 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         """Refuse to serve a well-known development secret on an address other hosts can reach."""
         if is_loopback(host):
             return
-        for name in ("api_token", "action_secret", "session_secret"):
+        for name in ("api_token", "action_secret", "session_secret", "pseudonym_key"):
             value = getattr(self, name)
             if value is not None and value.strip().lower() in DEV_SECRETS:
                 raise SettingsError(
@@ -155,7 +155,17 @@ def _hide_password(url: str) -> str:
 
 # What `make run`, the docs and the tests use, and the first guesses of anyone scanning for them.
 DEV_SECRETS = frozenset(
-    {"dev", "dev-secret", "dev-session-secret", "smsflows", "test-token", "secret", "changeme", "password"}
+    {
+        "dev",
+        "dev-secret",
+        "dev-session-secret",
+        "dev-pseudonyms",
+        "smsflows",
+        "test-token",
+        "secret",
+        "changeme",
+        "password",
+    }
 )
 # The dashboard password `make run` gives its user "dev".
 DEV_PASSWORDS = ("dev-password",)
