@@ -6,16 +6,16 @@ import asyncio
 import gc
 import logging
 import signal
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 from litestar import Litestar
 from litestar.datastructures import State
-from litestar.di import Provide
 from litestar.middleware import DefineMiddleware
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from app.api.deps import DEPENDENCIES
+from app.api.errors import EXCEPTION_HANDLERS
 from app.api.failures import unexpected_error
 from app.api.flows import FlowsController
 from app.api.health import health, ready
@@ -38,22 +38,6 @@ from app.outbox.dispatcher import Dispatcher
 from app.settings import Settings, load_settings
 
 log = logging.getLogger("smsflows")
-
-
-async def _db_session(state: State) -> AsyncGenerator[AsyncSession, None]:
-    sessions: async_sessionmaker[AsyncSession] = state.sessions
-    async with sessions() as session:
-        yield session
-
-
-def _settings(state: State) -> Settings:
-    settings: Settings = state.settings
-    return settings
-
-
-def _engine(state: State) -> AsyncEngine:
-    engine: AsyncEngine = state.engine
-    return engine
 
 
 def _reload_on_sighup(flows: LiveFlows) -> None:
@@ -124,15 +108,12 @@ def create_app(settings: Settings) -> Litestar:
             *metrics_routes(settings),
         ],
         middleware=[DefineMiddleware(MoMetrics, mo_path=settings.mo_path)],
-        dependencies={
-            "db_session": Provide(_db_session),
-            "settings": Provide(_settings, sync_to_thread=False),
-            "db_engine": Provide(_engine, sync_to_thread=False),
-        },
+        dependencies=DEPENDENCIES,
         template_config=pages.template_config,
-        # An unknown address: JSON under /api, the error page for people. Errors nothing else
-        # handled: logged with their traceback, answered with a clean 500.
-        exception_handlers={404: not_found, 500: unexpected_error},
+        # Domain errors: JSON with the status their class names. An unknown address: JSON under
+        # /api, the error page for people. Errors nothing else handled: logged with their
+        # traceback, answered with a clean 500.
+        exception_handlers={**EXCEPTION_HANDLERS, 404: not_found, 500: unexpected_error},
         lifespan=[lifespan],
         logging_config=None,  # app.logs configures logging once; Litestar's would reset the root level
         state=State({"settings": settings}),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import logging
 import re
@@ -292,3 +293,15 @@ async def test_the_audit_page_bounds_its_cursor_too(database_url: str) -> None:
         resp = await client.get("/audit", params={"before": "99999999999999999999"})
     assert resp.status_code == 400, resp.text
     assert "Traceback" not in resp.text
+
+
+async def test_two_repairs_racing_store_the_message_once(service: Service) -> None:
+    async with httpx.AsyncClient() as client:
+        await client.post(service.mo_url, data={"number": "70120", "sender": "48600123456", "text": "x"})
+    qid = (await service.api.get("/api/quarantine")).json()["items"][0]["id"]
+    fields = {"sms_id": "e" * 32, "time": "1764540000"}
+    answers = await asyncio.gather(
+        *(service.api.post(f"/api/quarantine/{qid}/reingest", json={"fields": fields}) for _ in range(4))
+    )
+    assert sorted(a.status_code for a in answers) == [200, 409, 409, 409]
+    assert await service.scalar("SELECT deliveries FROM inbound_messages WHERE sms_id = :s", s="e" * 32) == 1

@@ -15,8 +15,8 @@ from click.testing import CliRunner
 from sqlalchemy import insert, text
 
 from app.cli import main
-from app.db.campaign_models import Subscription
 from app.db.engine import create_engine
+from app.db.flow_models import Subscription
 from app.db.migrate import upgrade
 from app.db.models import Contact
 from tests.conftest import Service, make_settings, running

@@ -21,7 +21,7 @@ from app.flows.kinds.base import Flow
 from app.flows.matching import ANY_NUMBER, KeywordIndex, fold
 from app.flows.problems import every_problem
 from app.flows.samples import longest, sample_variants
-from app.flows.templates import CLOSED_SAMPLE, COMMON_SAMPLE, Reply
+from app.flows.sms_templates import CLOSED_SAMPLE, COMMON_SAMPLE, Reply
 from app.mobitex.encoding import SmsEncoding
 from app.mobitex.mo_form import normalise_number
 
@@ -48,6 +48,11 @@ class LoadedFlow:
     @property
     def kind(self) -> str:
         return str(type(self.definition).__struct_config__.tag)
+
+    @property
+    def answer_tag(self) -> str | None:
+        """The tag of sent messages whose answers this flow takes (a ``reply`` flow's), or None."""
+        return self.definition.answer_tag()
 
     def sample(self) -> dict[str, Any]:
         return {

@@ -11,7 +11,7 @@ from typing import Any
 from app.flows.kinds.base import Flow
 from app.flows.kinds.reply import ReplyFlow
 from app.flows.kinds.vote import VoteFlow
-from app.flows.templates import Reply
+from app.flows.sms_templates import Reply
 from app.mobitex.encoding import measure
 
 _MAX_VARIANTS = 400  # options × options × vote counts stays far below this in any real vote
