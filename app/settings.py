@@ -43,6 +43,10 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     send_rate_per_number: float = 1.0
     send_max_age: int = 3600
     send_lease: int = 60
+    send_timeout: float = 20.0
+    reply_on_timeout: Literal["retry", "hold"] = "hold"
+    send_on_timeout: Literal["retry", "hold"] = "retry"
+    send_group_size: int = 500
     action_secret: str | None = None
 
     def __post_init__(self) -> None:
@@ -66,10 +70,20 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             "send_rate_per_number",
             "send_max_age",
             "send_lease",
+            "send_timeout",
+            "send_group_size",
         ):
             if getattr(self, name) <= 0:
-                kind = "number" if name.startswith("send_rate") else "integer"
+                kind = "number" if name.startswith(("send_rate", "send_timeout")) else "integer"
                 raise SettingsError(f"{PREFIX}{name.upper()}: expected a positive {kind}")
+        if self.send_timeout > self.send_lease / 2:
+            # A request still waiting at the end of the lease lets a second worker send it again.
+            raise SettingsError(
+                f"{PREFIX}SEND_TIMEOUT: {self.send_timeout:g} s is more than half of "
+                f"{PREFIX}SEND_LEASE ({self.send_lease} s); lower the timeout or raise the lease"
+            )
+        if self.send_group_size > 500:
+            raise SettingsError(f"{PREFIX}SEND_GROUP_SIZE: Mobitex takes at most 500 numbers per request")
         if not self.database_url.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
             raise SettingsError(
                 f"{PREFIX}DATABASE_URL: {_hide_password(self.database_url)!r} is not supported; use "
@@ -156,7 +170,7 @@ def load_settings(environ: Mapping[str, str] | None = None, env_file: Path | Non
             raw[name] = None
         elif name in ("log_level", "sqlite_synchronous"):
             raw[name] = value.upper()
-        elif name == "send_mode":
+        elif name in ("send_mode", "reply_on_timeout", "send_on_timeout"):
             raw[name] = value.lower()
         else:
             raw[name] = value

@@ -18,7 +18,7 @@ from urllib.parse import urlencode
 import httpx
 import msgspec
 
-from app.errors import GatewayError, PermanentGatewayError, TransientGatewayError
+from app.errors import GatewayError, GatewayNoAnswer, PermanentGatewayError, TransientGatewayError
 from app.mobitex.encoding import check_fits
 from app.mobitex.mo_form import normalise_number
 from app.mobitex.statuses import Outcome, Status, describe
@@ -116,7 +116,7 @@ class MobitexClient:
                 f"Mobitex answered {len(results)} status lines for one number; retry later",
             )
         if not results[0].ok:
-            raise _refused(results[0])
+            raise refused(results[0])
         return results[0]
 
     async def send_many(
@@ -133,8 +133,24 @@ class MobitexClient:
             )
         results = await self._send(numbers, text, ext_id, type)
         if not any(r.ok for r in results):
-            raise _refused(results[0])
+            raise refused(results[0])
         return results
+
+    async def send_each(
+        self, numbers: Sequence[str], text: str, ext_id: str | None = None, type: SendType | None = None
+    ) -> list[SendResult | None]:
+        """Send one text to up to 500 numbers in one request; each number's own result, in order.
+
+        A number the answer has no line for gets None: whether Mobitex took it is unknown. A lone
+        error line that names none of the numbers (wrong password, say) is every number's result.
+        Only a failure of the request as a whole (network, HTTP, timeout, unreadable) is raised.
+        """
+        if not 1 <= len(numbers) <= MAX_NUMBERS:
+            raise PermanentGatewayError(
+                f"give between 1 and {MAX_NUMBERS} numbers per request, not {len(numbers)}"
+            )
+        wanted = [normalise_number(n) for n in numbers]
+        return match_lines(wanted, await self._send(wanted, text, ext_id, type, normalised=True))
 
     async def balance(self) -> Decimal:
         """The account balance from balance.php (negative on a postpaid account in debt)."""
@@ -154,14 +170,19 @@ class MobitexClient:
         return Decimal(match["amount"].replace(",", "."))
 
     async def _send(
-        self, numbers: Sequence[str], text: str, ext_id: str | None, type: SendType | None
+        self,
+        numbers: Sequence[str],
+        text: str,
+        ext_id: str | None,
+        type: SendType | None,
+        normalised: bool = False,
     ) -> list[SendResult]:
         measured = check_fits(text)  # Mobitex's 3-part ceiling, whatever type is asked for
         fields = {
             "user": self.user,
             "pass": self._pass,
             "type": type or measured.mobitex_type,
-            "number": ",".join(normalise_number(n) for n in numbers),
+            "number": ",".join(numbers if normalised else map(normalise_number, numbers)),
             "text": text,
         }
         if self.sender:
@@ -173,8 +194,9 @@ class MobitexClient:
         results = parse_answer(body)
         if results is None:
             raise _unreadable(self.url, body)
-        for result in results:
-            log.debug("sms.php %s: status %s, id %s", result.number, result.status, result.message_id)
+        if log.isEnabledFor(logging.DEBUG):
+            for result in results:
+                log.debug("sms.php %s: status %s, id %s", result.number, result.status, result.message_id)
         return results
 
     async def _request(
@@ -191,11 +213,23 @@ class MobitexClient:
             response = await self._http.request(
                 method, url, params=params, content=content, headers=headers, timeout=self._timeout
             )
+        except (httpx.ConnectTimeout, httpx.PoolTimeout, httpx.ConnectError) as exc:
+            raise TransientGatewayError(  # nothing was sent: a retry cannot send anything twice
+                f"cannot reach Mobitex at {url} ({type(exc).__name__}: {exc}); "
+                "check SMSFLOWS_MOBITEX_URL and the network, then retry",
+                meaning="network error",
+            ) from None
         except httpx.TimeoutException:
-            raise TransientGatewayError(
-                f"Mobitex did not answer within {self._timeout.read} s ({url}); retry later "
-                "(the message may have been accepted: check before resending by hand)",
+            raise GatewayNoAnswer(
+                f"Mobitex did not answer within {self._timeout.read} s ({url}); "
+                "the message may have been accepted: check before resending by hand",
                 meaning="timeout",
+            ) from None
+        except (httpx.ReadError, httpx.RemoteProtocolError) as exc:
+            raise GatewayNoAnswer(
+                f"the connection to Mobitex at {url} broke before its answer ({type(exc).__name__}); "
+                "the message may have been accepted: check before resending by hand",
+                meaning="no answer",
             ) from None
         except httpx.TransportError as exc:
             raise TransientGatewayError(
@@ -239,11 +273,25 @@ def parse_answer(body: str) -> list[SendResult] | None:
     return results or None
 
 
+def match_lines(numbers: Sequence[str], results: Sequence[SendResult]) -> list[SendResult | None]:
+    """Each of ``numbers`` (normalised, in request order) with its own status line, or None."""
+    if len(results) == 1 and len(numbers) == 1:
+        return [results[0]]  # one number, one line: it is that number's, whatever it names
+    if len(results) == 1 and not results[0].ok and results[0].number not in numbers:
+        return [results[0]] * len(numbers)  # the whole request refused
+    in_order = len(results) == len(numbers)
+    if in_order and all(r.number in ("", n) for r, n in zip(results, numbers, strict=True)):
+        return list(results)  # one line per number, in order (the usual answer)
+    by_number = {r.number: r for r in results if r.number}
+    return [by_number.get(n) for n in numbers]
+
+
 def _error(status: Status) -> type[GatewayError]:
     return TransientGatewayError if status.outcome is Outcome.TRANSIENT else PermanentGatewayError
 
 
-def _refused(result: SendResult) -> GatewayError:
+def refused(result: SendResult) -> GatewayError:
+    """The error for a refusing status line: permanent or transient, with what to do."""
     status = result.code
     return _error(status)(
         f"Mobitex refused the message to {result.number or 'the number'}: status {status.code} "
