@@ -57,7 +57,7 @@ def free_port() -> int:
 def fake_gateway() -> Iterator[str]:
     port = free_port()
     command = [sys.executable, "-m", "app.cli", "fake-mobitex", "--port", str(port), "--user", USER,
-               "--password", PASSWORD, "--sender", SENDER]  # fmt: skip
+               "--password", PASSWORD, "--sender", SENDER, "--quiet"]  # fmt: skip
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -129,7 +129,7 @@ async def results(env: dict[str, str]) -> tuple[dict[str, int], float, dict[str,
         async with engine.connect() as conn:
             statuses = dict((await conn.execute(select(o.status, func.count()).group_by(o.status))).all())
             first, last = (await conn.execute(select(func.min(o.sent_at), func.max(o.sent_at)))).one()
-            ids = dict((await conn.execute(select(o.to_number, o.mobitex_id))).tuples().all())
+            ids = dict((await conn.execute(select(o.to_number, o.mobitex_id))).all())
     finally:
         await engine.dispose()
     span = (last - first).total_seconds() if first and last else 0.0

@@ -1,21 +1,23 @@
-"""``/api/outbox``: the replies and messages the flows queued, newest first."""
+"""``/api/outbox``: the replies and messages the flows queued, newest first; decisions on held ones."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Annotated
 
-from litestar import Controller, get
+from litestar import Controller, get, post
 from litestar.di import NamedDependency
-from litestar.exceptions import ClientException
-from litestar.params import QueryParameter
+from litestar.exceptions import ClientException, HTTPException, NotFoundException
+from litestar.params import FromPath, QueryParameter
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from app.api.auth import require_token
 from app.api.inbound import Cursor, Limit
 from app.api.schemas import OutboxOut, OutboxPage
 from app.db.models import OUTBOX_STATUSES, OutboxMessage
 from app.mobitex.mo_form import normalise_number
+from app.outbox.unknown import NotHeld, mark_failed, resend
 
 
 class OutboxController(Controller):
@@ -49,3 +51,32 @@ class OutboxController(Controller):
         rows = (await db_session.scalars(query)).all()
         next_cursor = str(rows[-1].id) if len(rows) == limit else None
         return OutboxPage(items=[OutboxOut.of(m) for m in rows], next_cursor=next_cursor)
+
+    @post("/outbox/{outbox_id:int}/resend", status_code=200, summary="Send a message held as unknown again")
+    async def resend_unknown(
+        self, db_session: NamedDependency[AsyncSession], outbox_id: FromPath[int]
+    ) -> OutboxOut:
+        """Queue a message Mobitex never answered again: if the first did arrive, the phone gets two."""
+        return await _decide(db_session, outbox_id, resend)
+
+    @post("/outbox/{outbox_id:int}/fail", status_code=200, summary="Mark a message held as unknown failed")
+    async def fail_unknown(
+        self, db_session: NamedDependency[AsyncSession], outbox_id: FromPath[int]
+    ) -> OutboxOut:
+        """Give up a message Mobitex never answered: it is not sent again (it may have arrived)."""
+        return await _decide(db_session, outbox_id, mark_failed)
+
+
+async def _decide(
+    session: AsyncSession, outbox_id: int, decide: Callable[[AsyncConnection, Sequence[int]], Awaitable[None]]
+) -> OutboxOut:
+    if await session.get(OutboxMessage, outbox_id) is None:
+        raise NotFoundException(f"no outbox message {outbox_id}")
+    try:
+        await decide(await session.connection(), [outbox_id])
+    except NotHeld as exc:
+        raise HTTPException(str(exc), status_code=409) from None
+    await session.commit()
+    found = await session.get(OutboxMessage, outbox_id, populate_existing=True)
+    assert found is not None
+    return OutboxOut.of(found)

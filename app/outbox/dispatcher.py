@@ -186,7 +186,7 @@ class Dispatcher:
 
     async def _pump(self, *, until_idle: bool, tally: Tick) -> None:
         """Keep ``concurrency`` requests in flight, claiming as slots free, until stopped (or idle)."""
-        self._tally = tally
+        self._tally, self._claim_after = tally, 0.0
         horizon = timedelta(seconds=1 / self._settings.send_rate_per_number + self._poll)
         while not self._stopping:
             claimed = await self._claim_more()

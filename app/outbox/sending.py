@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 from sqlalchemy import Connection, Table, insert, select
@@ -44,6 +44,8 @@ class NewMessage(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     expires_at: datetime | None = None
     """Answers after this time get the reply flow's ``expired`` reply."""
     idempotency_key: Annotated[str, msgspec.Meta(min_length=1, max_length=128)] | None = None
+    on_timeout: Literal["retry", "hold"] | None = None
+    """When Mobitex does not answer: send again, or hold for an operator; default SMSFLOWS_SEND_ON_TIMEOUT."""
 
 
 class InvalidSend(SmsflowsError):
@@ -106,6 +108,7 @@ def queue(conn: Connection, msg: NewMessage, now: datetime, flows: FlowSet | Non
         "data": _encode_data(msg.data),
         "expires_at": msg.expires_at,
         "idempotency_key": msg.idempotency_key,
+        "on_timeout": msg.on_timeout,
     }
     # Write first, then read: on SQLite a transaction that read before writing cannot wait for the
     # write lock. The savepoint takes the row back if the phone turns out to have sent STOP.
