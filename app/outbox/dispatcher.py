@@ -34,6 +34,7 @@ from app.db.models import utcnow
 from app.errors import GatewayNoAnswer, PermanentGatewayError, SettingsError, TransientGatewayError
 from app.mobitex.client import MobitexClient, SendResult, refused
 from app.mobitex.encoding import MessageTooLong, check_fits
+from app.mobitex.transport import KeepAliveTransport, proxied
 from app.outbox.backoff import Random, next_delay
 from app.outbox.claims import UNDO_ATTEMPT, Claim, Finisher, claim, next_due, worker_name
 from app.outbox.grouping import Request, SendQueue
@@ -118,9 +119,9 @@ class Dispatcher:
         # while the first is still waiting for Mobitex's answer.
         self._timeout = min(gateway_timeout or settings.send_timeout, settings.send_lease / 2)
         self._poll = poll_interval
-        self._http = httpx.AsyncClient(
-            limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-        )
+        self._http = httpx.AsyncClient(limits=httpx.Limits(max_connections=concurrency))
+        # Straight to a lean transport, unless a proxy from the environment must be used.
+        self._transport = None if proxied(settings.mobitex_url) else KeepAliveTransport(concurrency)
         self._clients: dict[str | None, MobitexClient] = {}
         self._finisher = Finisher(engine, self.worker)
         self._queue = SendQueue(settings.send_group_size)
@@ -150,6 +151,8 @@ class Dispatcher:
             self._task = None
         await self._settle()
         await self._http.aclose()
+        if self._transport is not None:
+            await self._transport.aclose()
 
     async def run(self) -> None:
         """Deliver until ``stop()``; a database outage pauses it without ending it."""
@@ -427,8 +430,9 @@ class Dispatcher:
             s = self._settings
             assert s.mobitex_user and s.mobitex_password  # checked in __init__
             client = MobitexClient(
-                s.mobitex_url, s.mobitex_user, s.mobitex_password, sender, self._http, self._timeout
-            )
+                s.mobitex_url, s.mobitex_user, s.mobitex_password, sender, self._http, self._timeout,
+                transport=self._transport,
+            )  # fmt: skip
             self._clients[sender] = client
         return client
 
