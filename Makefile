@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
-.PHONY: run test lint format bench clean
+.PHONY: run test lint format bench clean messages
 
 $(BIN)/.installed: pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -17,8 +17,9 @@ $(BIN)/.installed: pyproject.toml
 
 # Local development: the service answers on $(PORT) and sends through a fake Mobitex gateway on
 # $(FAKE_PORT) (`smsflows fake-mobitex`), which plays the phones too: their answers come back to the
-# webhook. The loopback address may post MO messages (so `smsflows simulate` works) and the API
-# answers to the token "dev". Production sets its own SMSFLOWS_* values.
+# webhook. The loopback address may post MO messages (so `smsflows simulate` works), the API
+# answers to the token "dev", and the dashboard has a user "dev" with the password "dev-password".
+# Production sets its own SMSFLOWS_* values and users (docs/dashboard.md).
 FAKE_PORT ?= 8099
 
 run: $(BIN)/.installed
@@ -27,12 +28,16 @@ run: $(BIN)/.installed
 	trap 'kill $$fake 2>/dev/null' EXIT INT TERM; \
 	SMSFLOWS_MO_ALLOWED_IPS="$${SMSFLOWS_MO_ALLOWED_IPS:-127.0.0.1,213.5.10.19,213.5.10.22}" \
 	SMSFLOWS_API_TOKEN="$${SMSFLOWS_API_TOKEN:-dev}" \
+	SMSFLOWS_SCHEMA="$${SMSFLOWS_SCHEMA:-open}" \
 	SMSFLOWS_MOBITEX_URL="$${SMSFLOWS_MOBITEX_URL:-http://127.0.0.1:$(FAKE_PORT)/sms.php}" \
 	SMSFLOWS_MOBITEX_USER="$${SMSFLOWS_MOBITEX_USER:-smsflows}" \
 	SMSFLOWS_MOBITEX_PASSWORD="$${SMSFLOWS_MOBITEX_PASSWORD:-smsflows}" \
 	SMSFLOWS_MOBITEX_FROM="$${SMSFLOWS_MOBITEX_FROM:-70120}" \
 	SMSFLOWS_ACTION_SECRET="$${SMSFLOWS_ACTION_SECRET:-dev-secret}" \
-	$(BIN)/smsflows serve --host $(HOST) --port $(PORT)
+	SMSFLOWS_SESSION_SECRET="$${SMSFLOWS_SESSION_SECRET:-dev-session-secret}" \
+	sh -c 'printf "dev-password\n" | $(BIN)/smsflows users add dev --role admin --password-stdin --exists-ok >/dev/null && \
+		echo "dashboard: http://$(HOST):$(PORT)/  user dev, password dev-password (admin)" && \
+		exec $(BIN)/smsflows serve --host $(HOST) --port $(PORT)'
 
 # pytest's exit code 5 means "no tests collected", which is not a failure of the code.
 test: $(BIN)/.installed lint
@@ -49,6 +54,13 @@ format: $(BIN)/.installed
 
 bench: $(BIN)/.installed
 	$(BIN)/python bench/mo_ingest.py
+
+# The dashboard's texts: new strings from templates and app/dashboard into the catalogs (then
+# translate the empty msgstr lines; the service reads the .po files as they are).
+messages: $(BIN)/.installed
+	@mkdir -p var
+	$(BIN)/pybabel extract -F babel.cfg -k N_ -k tr --no-location --sort-output --omit-header -o var/messages.pot .
+	$(BIN)/pybabel update -i var/messages.pot -d app/dashboard/locale --no-fuzzy-matching --no-location --omit-header
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

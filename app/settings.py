@@ -28,9 +28,14 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     mo_max_body: int = 65536
     mo_max_text: int = 4096
     api_token: str | None = None
+    schema: Literal["token", "open", "off"] = "token"
     host: str = "127.0.0.1"
     port: int = 8000
+    request_timeout: float = 30.0
+    keepalive_timeout: int = 5
+    max_connections: int = 1000
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["text", "json"] = "text"
     sqlite_synchronous: Literal["FULL", "NORMAL", "EXTRA"] = "FULL"
     writer_batch_max: int = 512
     mobitex_user: str | None = None
@@ -48,6 +53,10 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     send_on_timeout: Literal["retry", "hold"] = "retry"
     send_group_size: int = 500
     action_secret: str | None = None
+    # The dashboard: signed session cookies (a secret every worker shares), their lifetime, HTTPS.
+    session_secret: str | None = None
+    session_hours: int = 12
+    secure_cookies: bool = False
 
     def __post_init__(self) -> None:
         for name in ("mo_allowed_ips", "trusted_proxies"):
@@ -66,15 +75,20 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             "mo_max_text",
             "writer_batch_max",
             "port",
+            "request_timeout",
+            "keepalive_timeout",
+            "max_connections",
             "send_rate",
             "send_rate_per_number",
             "send_max_age",
             "send_lease",
             "send_timeout",
             "send_group_size",
+            "session_hours",
         ):
             if getattr(self, name) <= 0:
-                kind = "number" if name.startswith(("send_rate", "send_timeout")) else "integer"
+                numbers = ("send_rate", "send_timeout", "request_timeout")
+                kind = "number" if name.startswith(numbers) else "integer"
                 raise SettingsError(f"{PREFIX}{name.upper()}: expected a positive {kind}")
         if self.send_timeout > self.send_lease / 2:
             # A request still waiting at the end of the lease lets a second worker send it again.
@@ -99,6 +113,20 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
                 value = _hide_password(value)
             parts.append(f"{name}={'***' if name in _SECRETS and value else repr(value)}")
         return f"Settings({', '.join(parts)})"
+
+    def refuse_dev_secrets(self, host: str) -> None:
+        """Refuse to serve a well-known development secret on an address other hosts can reach."""
+        if _is_loopback(host):
+            return
+        for name in ("api_token", "action_secret"):
+            value = getattr(self, name)
+            if value is not None and value.strip().lower() in DEV_SECRETS:
+                raise SettingsError(
+                    f"{PREFIX}{name.upper()} is the development value {value!r}, and the service would "
+                    f"listen on {host}, where others can reach it: set {PREFIX}{name.upper()} to a "
+                    "secret of your own (python3 -c 'import secrets; print(secrets.token_urlsafe(32))'), "
+                    "or listen on 127.0.0.1"
+                )
 
     @property
     def allowed_networks(self) -> tuple[IPNetwork, ...]:
@@ -128,7 +156,20 @@ def _hide_password(url: str) -> str:
     return f"{scheme}://{credentials.split(':', 1)[0]}:***@{host}"
 
 
-_SECRETS = frozenset({"mobitex_password", "api_token", "action_secret"})
+# What `make run`, the docs and the tests use, and the first guesses of anyone scanning for them.
+DEV_SECRETS = frozenset({"dev", "dev-secret", "smsflows", "test-token", "secret", "changeme", "password"})
+
+
+def _is_loopback(host: str) -> bool:
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to anything
+
+
+_SECRETS = frozenset({"mobitex_password", "api_token", "action_secret", "session_secret"})
 _LISTS = frozenset({"mo_allowed_ips", "trusted_proxies"})
 
 
@@ -170,7 +211,7 @@ def load_settings(environ: Mapping[str, str] | None = None, env_file: Path | Non
             raw[name] = None
         elif name in ("log_level", "sqlite_synchronous"):
             raw[name] = value.upper()
-        elif name in ("send_mode", "reply_on_timeout", "send_on_timeout"):
+        elif name in ("send_mode", "schema", "log_format", "reply_on_timeout", "send_on_timeout"):
             raw[name] = value.lower()
         else:
             raw[name] = value

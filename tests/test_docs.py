@@ -123,8 +123,10 @@ def test_every_setting_is_documented_in_configuration(name: str) -> None:
 
 @pytest.mark.parametrize("path", _route_paths())
 def test_every_route_is_documented(path: str) -> None:
-    text = _read("docs/api.md", "docs/mobitex.md")
-    assert _route_pattern(path).search(text), f"route {path} is missing from docs/api.md and docs/mobitex.md"
+    text = _read("docs/api.md", "docs/mobitex.md", "docs/dashboard.md")
+    assert _route_pattern(path).search(text), (
+        f"route {path} is missing from docs/api.md, mobitex.md, dashboard.md"
+    )
 
 
 @pytest.mark.parametrize("command", _cli_commands())

@@ -3,7 +3,8 @@
 Mobitex retries every 3 minutes anything that is not a 200, forever. So the answers are:
 200 once the message (or the raw request, if it did not validate) is committed; 503 when the
 database cannot take it (Mobitex will retry, which is what we want); 403 for addresses that are
-not Mobitex; 413 for bodies no SMS can produce.
+not Mobitex; 413 for bodies no SMS can produce, and 400 (kept in the quarantine all the same) for a
+multipart body no MO form can be.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from app.db.models import utcnow
 from app.errors import DatabaseUnavailable, InvalidMessage
 from app.ingest.allowlist import client_address, is_allowed
 from app.ingest.writer import GroupWriter
-from app.mobitex.mo_form import decode_body, parse_mo
+from app.mobitex.mo_form import RefusedBody, decode_body, parse_mo
 from app.settings import Settings
 
 log = logging.getLogger("smsflows.ingest")
@@ -53,7 +54,10 @@ def mo_webhook(settings: Settings) -> HTTPRouteHandler:
     )
     async def receive_mo(request: Request[object, object, State]) -> Response[str]:
         peer = request.client.host if request.client else None
-        client = client_address(peer, request.headers.get("x-forwarded-for"), proxies)
+        # Some proxies add a header line instead of appending to the last one: every line counts,
+        # in order, as one list (RFC 9110 §5.3), or a forged first line would hide the real hop.
+        forwarded = ", ".join(request.headers.getall("x-forwarded-for", [])) or None
+        client = client_address(peer, forwarded, proxies)
         if not is_allowed(client, allowed):
             shown = client or "an unreadable address"
             log.warning("MO request refused: %s (peer %s) is not in the allowlist", shown, peer)
@@ -80,6 +84,9 @@ def mo_webhook(settings: Settings) -> HTTPRouteHandler:
                     reason=str(exc),
                     received_at=received_at,
                 )
+                if isinstance(exc, RefusedBody):
+                    # Kept like any invalid request, but no Mobitex MO looks like this: say so.
+                    return _text(400, f"Bad Request: {exc}; the raw body is kept in the quarantine")
                 # 200 on purpose: a 4xx would make Mobitex resend this same body every 3 minutes.
                 return _text(200, "OK quarantined")
             try:

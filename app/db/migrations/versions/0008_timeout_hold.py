@@ -1,7 +1,7 @@
 """Sending: messages held as ``unknown`` after a gateway timeout, and a per-message timeout policy.
 
 Revision ID: 0008
-Revises: 0003
+Revises: 0005
 Create Date: 2026-12-01
 """
 
@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0008"
-down_revision = "0003"
+down_revision = "0005"  # chained after the dashboard users (0005) of main
 branch_labels = None
 depends_on = None
 

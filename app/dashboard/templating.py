@@ -1,0 +1,124 @@
+"""The Jinja environment: templates from the top-level ``templates/`` folder, i18n, formatting filters."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from jinja2 import pass_context
+from jinja2.runtime import Context
+from litestar.plugins.jinja import JinjaTemplateEngine
+from litestar.template.config import TemplateConfig
+
+import app
+from app.dashboard import i18n
+from app.dashboard.i18n import N_
+from app.settings import Settings
+
+STATIC = Path(__file__).with_name("static")
+HTMX = "htmx-2.0.11.min.js"
+
+
+def templates_dir() -> Path:
+    """``templates/`` beside ``app/`` in a checkout; ``app/templates`` once installed from a wheel."""
+    package = Path(app.__file__).parent
+    installed = package / "templates"
+    return installed if installed.is_dir() else package.parent / "templates"
+
+
+def send_mode(settings: Settings) -> str:
+    """What sending does now, as the navigation shows it: live, dry-run or fake gateway."""
+    if not settings.sends_for_real:
+        return "dry-run"
+    host = urlsplit(settings.mobitex_url).hostname or ""
+    if host in ("127.0.0.1", "localhost", "::1") or host.startswith("127."):
+        return "fake gateway"
+    return "live"
+
+
+def _locale(ctx: Context) -> str:
+    request = ctx.get("request")
+    return i18n.locale_of(request) if request is not None else i18n.DEFAULT
+
+
+@pass_context
+def _gettext(ctx: Context, message: str) -> str:
+    return i18n.translations(_locale(ctx)).gettext(message)
+
+
+@pass_context
+def _ngettext(ctx: Context, singular: str, plural: str, n: int) -> str:
+    return i18n.translations(_locale(ctx)).ngettext(singular, plural, n)
+
+
+@pass_context
+def _number(ctx: Context, value: float | int | None) -> str:
+    return i18n.number(value, _locale(ctx))
+
+
+@pass_context
+def _percent(ctx: Context, share: float) -> str:
+    return i18n.percent(share, _locale(ctx))
+
+
+@pass_context
+def _when(ctx: Context, value: datetime | None) -> str:
+    return i18n.when(value, _locale(ctx))
+
+
+@pass_context
+def _ago(ctx: Context, value: datetime | None) -> str:
+    return i18n.ago(value, _locale(ctx))
+
+
+@pass_context
+def _current_locale(ctx: Context) -> str:
+    return _locale(ctx)
+
+
+@pass_context
+def _user(ctx: Context) -> Any:
+    request = ctx.get("request")
+    return request.scope.get("user") if request is not None else None
+
+
+@pass_context
+def _send_mode(ctx: Context) -> str:
+    request = ctx.get("request")
+    if request is None:
+        return "dry-run"
+    return send_mode(request.app.state.settings)
+
+
+def _configure(engine: JinjaTemplateEngine) -> None:
+    env = engine.engine
+    env.autoescape = True  # the engine's default; stated here because nothing may turn it off
+    env.add_extension("jinja2.ext.i18n")
+    env.install_gettext_callables(_gettext, _ngettext, newstyle=True)  # type: ignore[attr-defined]
+    env.filters.update(number=_number, percent=_percent, when=_when, ago=_ago)
+    env.globals.update(
+        current_locale=_current_locale,
+        current_user=_user,
+        send_mode=_send_mode,
+        locales=i18n.LOCALES,
+        language_name=i18n.language_name,
+        htmx_script=HTMX,
+    )
+    env.trim_blocks = True
+    env.lstrip_blocks = True
+
+
+def template_config() -> TemplateConfig[JinjaTemplateEngine]:
+    return TemplateConfig(directory=templates_dir(), engine=JinjaTemplateEngine, engine_callback=_configure)
+
+
+# Words that reach templates as data (roles, statuses, states, what a figure counts); listed
+# here so that extraction puts them in the catalogs.
+WORDS = (
+    N_("viewer"), N_("operator"), N_("admin"),
+    N_("queued"), N_("sending"), N_("sent"), N_("failed"), N_("dry-run"),
+    N_("scheduled"), N_("open"), N_("closed"),
+    N_("votes"), N_("redemptions"), N_("members"), N_("completed"), N_("messages"),
+)  # fmt: skip
