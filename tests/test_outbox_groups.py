@@ -24,10 +24,10 @@ from app.cli import main
 from app.db.engine import create_engine
 from app.db.migrate import upgrade
 from app.db.models import OutboxMessage
-from app.flows.engine import outbox_row
 from app.mobitex.fake_gateway import fake_gateway_running
 from app.outbox.claims import OUTBOX, claim
 from app.outbox.limits import SendLimits
+from app.outbox.table import outbox_row
 from tests.conftest import make_settings, running
 from tests.test_dispatcher import CONFIG, T0, Clock, Monotonic, dispatcher, fail_next, received, row, sending
 

@@ -7,18 +7,19 @@ from typing import Annotated
 
 from litestar import Controller, get, post
 from litestar.di import NamedDependency
-from litestar.exceptions import ClientException, HTTPException, NotFoundException
 from litestar.params import FromPath, QueryParameter
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from app.api.auth import require_token
+from app.api.deps import read
 from app.api.params import Cursor, Limit
 from app.api.schema import BEARER
-from app.api.schemas import OutboxOut, OutboxPage
-from app.db.models import OUTBOX_STATUSES, OutboxMessage
+from app.api.schemas import OutboxPage
+from app.db.models import OUTBOX_STATUSES
+from app.errors import InvalidRequest
 from app.mobitex.mo_form import normalise_number
-from app.outbox.unknown import NotHeld, mark_failed, resend
+from app.outbox.unknown import mark_failed, resend
+from app.reads.messages import OutboxOut, list_outbox
 
 
 class OutboxController(Controller):
@@ -40,19 +41,16 @@ class OutboxController(Controller):
         cursor: Cursor = None,
     ) -> OutboxPage:
         if status is not None and status not in OUTBOX_STATUSES:
-            raise ClientException(f"status must be one of {', '.join(OUTBOX_STATUSES)}")
-        query = select(OutboxMessage).order_by(OutboxMessage.id.desc()).limit(limit)
-        if status:
-            query = query.where(OutboxMessage.status == status)
-        if to:
-            query = query.where(OutboxMessage.to_number == normalise_number(to))
-        if flow:
-            query = query.where(OutboxMessage.flow_id == flow)
-        if cursor is not None:
-            query = query.where(OutboxMessage.id < cursor)
-        rows = (await db_session.scalars(query)).all()
-        next_cursor = str(rows[-1].id) if len(rows) == limit else None
-        return OutboxPage(items=[OutboxOut.of(m) for m in rows], next_cursor=next_cursor)
+            raise InvalidRequest(f"status must be one of {', '.join(OUTBOX_STATUSES)}")
+        return await read(
+            db_session,
+            list_outbox,
+            status=status,
+            to=normalise_number(to) if to else None,
+            flow=flow,
+            limit=limit,
+            before=cursor,
+        )
 
     @post("/outbox/{outbox_id:int}/resend", status_code=200, summary="Send a message held as unknown again")
     async def resend_unknown(
@@ -72,13 +70,8 @@ class OutboxController(Controller):
 async def _decide(
     session: AsyncSession, outbox_id: int, decide: Callable[[AsyncConnection, Sequence[int]], Awaitable[None]]
 ) -> OutboxOut:
-    if await session.get(OutboxMessage, outbox_id) is None:
-        raise NotFoundException(f"no outbox message {outbox_id}")
-    try:
-        await decide(await session.connection(), [outbox_id])
-    except NotHeld as exc:
-        raise HTTPException(str(exc), status_code=409) from None
+    await decide(await session.connection(), [outbox_id])  # NotHeld (409) names what is wrong
     await session.commit()
-    found = await session.get(OutboxMessage, outbox_id, populate_existing=True)
-    assert found is not None
-    return OutboxOut.of(found)
+    # The message itself: the newest with an id below the next one.
+    page = await read(session, list_outbox, limit=1, before=outbox_id + 1)
+    return page.items[0]

@@ -9,13 +9,11 @@ from datetime import datetime
 from pathlib import Path
 
 import msgspec
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
 
 from app.errors import FlowFileError
 from app.flows.kinds.base import WARSAW, Flow
 from app.flows.loader import LoadedFlow, build, flow_files, parse_flow
+from app.flows.samples import longest, sample_variants
 from app.mobitex.encoding import measure
 
 ENCODING_NAMES = {"gsm7": "GSM-7", "ucs2": "UCS-2"}
@@ -87,7 +85,7 @@ def check_dir(directory: Path, now: datetime) -> CheckReport:
         try:
             flow = parse_flow(path, path.read_bytes())
         except FlowFileError as exc:
-            errors.append(str(exc))
+            errors.extend(str(exc).splitlines())  # one line per wrong field
             continue
         except OSError as exc:
             errors.append(f"{path}: cannot be read: {exc.strerror}")
@@ -104,12 +102,13 @@ def check_dir(directory: Path, now: datetime) -> CheckReport:
 
 
 def check_replies(flow: LoadedFlow) -> tuple[list[ReplyCheck], list[str]]:
-    """Render each reply with the flow's sample data; one over ``max_parts`` is an error."""
-    sample, max_parts = flow.sample(), flow.definition.max_parts
+    """Render each reply with every value known now (all options, labels, answers) and keep the
+    longest; one over ``max_parts`` is an error."""
+    variants, max_parts = sample_variants(flow.definition, flow.sample()), flow.definition.max_parts
     checks, errors = [], []
     for name, reply in flow.replies.items():
         try:
-            text = reply.render(sample)
+            sample, text = longest(reply, variants)  # the worst case is what gets sent and paid
         except FlowFileError as exc:
             errors.append(str(exc))
             continue
@@ -147,46 +146,3 @@ def _flow_check(flow: LoadedFlow, replies: list[ReplyCheck], now: datetime) -> F
         status=flow_status(d, now),
         replies=replies,
     )
-
-
-_STATUS_STYLE = {
-    "open": "green",
-    "enabled": "green",
-    "upcoming": "cyan",
-    "closed": "yellow",
-    "disabled": "dim",
-}
-
-
-def print_report(report: CheckReport, out: Console, err: Console) -> None:
-    """The flows and their replies as tables on ``out``; every error, one a line, on ``err``."""
-    if report.flows:
-        flows = Table(title=f"Flows in {report.directory}", title_justify="left")
-        for column in ("id", "kind", "numbers", "keywords", "window (Europe/Warsaw)", "status"):
-            flows.add_column(column)
-        for f in report.flows:
-            flows.add_row(
-                f.id,
-                f.kind,
-                ", ".join(f.numbers),
-                Text(", ".join(f.keywords) or "—"),
-                f.window,
-                f"[{_STATUS_STYLE.get(f.status, '')}]{f.status}[/]",
-            )
-        out.print(flows)
-        replies = Table(title="Replies rendered with sample data", title_justify="left")
-        for column in ("flow", "reply", "encoding", "length", "parts", "sample"):
-            replies.add_column(column, justify="right" if column in ("length", "parts") else "left")
-        for f in report.flows:
-            for r in f.replies:
-                parts = f"{r.parts}/{r.max_parts}" if r.ok else f"[red]{r.parts}/{r.max_parts}[/]"
-                replies.add_row(f.id, r.name, r.encoding, str(r.length), parts, Text(r.sample))
-        out.print(replies)
-    elif not report.errors:
-        out.print(f"No flow files (*.toml) in {report.directory}.")
-    if report.errors:
-        err.print(f"{len(report.errors)} error(s):", style="bold red", highlight=False)
-        for line in report.errors:
-            err.print(line, soft_wrap=True, markup=False, highlight=False)
-    else:
-        out.print(f"{len(report.flows)} flow(s), no errors.", highlight=False)

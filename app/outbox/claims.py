@@ -38,7 +38,6 @@ from sqlalchemy import (
     Integer,
     Row,
     String,
-    Table,
     Update,
     and_,
     column,
@@ -52,9 +51,8 @@ from sqlalchemy import (
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from app.db.models import OutboxMessage, UTCDateTime
-
-OUTBOX: Table = OutboxMessage.__table__  # type: ignore[assignment]
+from app.db.models import UTCDateTime
+from app.outbox.table import OUTBOX
 
 
 class Claim(msgspec.Struct, frozen=True):

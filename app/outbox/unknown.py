@@ -14,14 +14,14 @@ import msgspec
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app.errors import SmsflowsError
-from app.outbox.claims import OUTBOX
+from app.errors import Conflict, NotFound
+from app.outbox.table import OUTBOX
 
 UNKNOWN = "unknown"
 
 
-class NotHeld(SmsflowsError):
-    """The message is not held as ``unknown`` (or does not exist): there is nothing to decide."""
+class NotHeld(Conflict):
+    """The message is not held as ``unknown``: there is nothing to decide."""
 
 
 class HeldMessage(msgspec.Struct, frozen=True):
@@ -61,8 +61,12 @@ async def mark_failed(conn: AsyncConnection, ids: Sequence[int]) -> None:
 async def _decide(conn: AsyncConnection, ids: Sequence[int], **values: object) -> None:
     c = OUTBOX.c
     statuses = dict((await conn.execute(select(c.id, c.status).where(c.id.in_(ids)))).all())
-    wrong = [f"{i} ({statuses[i]})" if i in statuses else f"{i} (no such message)" for i in ids
-             if statuses.get(i) != UNKNOWN]  # fmt: skip
+    missing = [str(i) for i in ids if i not in statuses]
+    if missing:
+        raise NotFound(
+            f"no outbox message {', '.join(missing)}; list them with GET /api/outbox?status=unknown"
+        )
+    wrong = [f"{i} ({statuses[i]})" for i in ids if statuses[i] != UNKNOWN]
     if wrong:
         raise NotHeld(
             f"not held as unknown: {', '.join(wrong)}; only messages held after a timeout can be "

@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 import msgspec
 from sqlalchemy import Connection, func, select
 
-from app.db.campaign_models import Conversation, Redemption, Subscription, Vote
+from app.db.flow_models import Conversation, Redemption, Subscription, Vote
 from app.db.models import OUTBOX_STATUSES, FlowEvent, InboundMessage, OutboxMessage, QuarantinedRequest
 from app.flows.loader import LoadedFlow
 from app.reads.series import first_id_since

@@ -9,13 +9,13 @@ import functools
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Annotated, Any, ClassVar
-from zoneinfo import ZoneInfo
 
 import msgspec
 from sqlalchemy import Connection
 
-WARSAW = ZoneInfo("Europe/Warsaw")
-FlowId = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
+from app.db.models import WARSAW, FlowId
+
+__all__ = ["WARSAW", "Context", "Flow", "FlowId", "Inbound", "Outcome"]
 
 
 @dataclass(slots=True, frozen=True)
@@ -154,10 +154,6 @@ class Flow(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True
     def yields_to_keyword(self, conn: Connection, conversation: Any, now: datetime) -> bool:
         """Inside this flow's conversation, a keyword of another flow arrived: let it through?"""
         return True
-
-    def results(self, conn: Connection) -> dict[str, Any]:
-        """The flow's results for the API and the CLI."""
-        return {}
 
 
 @functools.lru_cache(maxsize=1024)  # asked for several times per message, and flows rarely change

@@ -14,8 +14,8 @@ from typing import Any, Literal
 import msgspec
 from sqlalchemy import Connection, Table, func, select, update
 
-from app.db.campaign_models import Conversation, Subscription
 from app.db.dialect import insert_for
+from app.db.flow_models import Conversation, Subscription
 from app.db.models import Contact
 from app.flows.kinds.base import Context, Flow, Outcome
 from app.flows.matching import fold, within_one_edit
@@ -108,12 +108,6 @@ class OptoutFlow(Flow, frozen=True, kw_only=True, tag="optout"):
 
     def sample(self) -> dict[str, Any]:
         return {**self._vars(), "lists": "news, sport", "left_lists": 2}
-
-    def results(self, conn: Connection) -> dict[str, Any]:
-        count = conn.scalar(
-            select(func.count()).select_from(Contact).where(Contact.opted_out_at.is_not(None))
-        )
-        return {"opted_out": int(count or 0)}
 
 
 def _mark_opted_out(conn: Connection, phone: str, at: datetime, now: datetime) -> None:
