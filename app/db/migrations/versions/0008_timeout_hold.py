@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0008"
-down_revision = "0005"  # chained after the dashboard users (0005) of main
+down_revision = "0006"  # chained after the dashboard users (0005) of main
 branch_labels = None
 depends_on = None
 
