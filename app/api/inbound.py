@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Annotated, Literal
 
@@ -10,17 +12,15 @@ from litestar.datastructures import State
 from litestar.di import NamedDependency
 from litestar.exceptions import ClientException, NotFoundException
 from litestar.params import FromPath, JSONBody, QueryParameter
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.api.auth import require_token
 from app.api.schemas import InboundOut, InboundPage, QuarantineOut, QuarantinePage, Repair
-from app.db.models import INBOUND_STATUSES, QUARANTINE_STATUSES, InboundMessage, QuarantinedRequest, utcnow
-from app.errors import InvalidMessage
-from app.flows.engine import process_new
+from app.db.models import INBOUND_STATUSES, QUARANTINE_STATUSES, InboundMessage, QuarantinedRequest
 from app.flows.live import LiveFlows
-from app.ingest.writer import message_row, upsert_statement
-from app.mobitex.mo_form import FIELDS, decode_body, normalise_number, parse_mo
+from app.ingest import quarantine
+from app.mobitex.mo_form import normalise_number
 from app.settings import Settings
 
 Limit = Annotated[int, QueryParameter(ge=1, le=1000, description="page size")]
@@ -119,65 +119,33 @@ class InboundController(Controller):
 
         The message and the quarantine entry's new status are written in one transaction.
         """
-        held = await _held(db_session, qid)
-        try:
-            fields, charset = decode_body(held.raw_body, held.content_type)
-        except InvalidMessage:
-            fields, charset = {}, "repaired"
-        if data is not None:
-            unknown = sorted(set(data.fields) - set(FIELDS))
-            if unknown:
-                raise ClientException(
-                    f"unknown field(s) {', '.join(unknown)}; MO fields are {', '.join(FIELDS)}"
-                )
-            fields.update(data.fields)
-        try:
-            msg = parse_mo(fields, settings.mo_max_text)
-        except InvalidMessage as exc:
-            raise ClientException(f"still invalid after repair: {exc}; send corrected fields") from None
-        row = message_row(
-            msg,
-            raw_body=held.raw_body,
-            charset=charset,
-            client_ip=held.client_ip,
-            received_at=held.received_at,
-        )
-        await _resolve(db_session, held, "reingested", msg.sms_id)
-        await db_session.execute(upsert_statement(db_session.get_bind().dialect.name), [row])
-        # The repaired message meets the flows like any other, in the same transaction.
         live: LiveFlows = request.app.state.flows
-        await db_session.run_sync(lambda sync: process_new(sync.connection(), live.current, [msg.sms_id]))
+        repair = data.fields if data is not None else {}
+        with _answered():
+            sms_id = await quarantine.reingest(db_session, live.current, qid, repair, settings.mo_max_text)
         await db_session.commit()
-        stored = await db_session.scalar(select(InboundMessage).where(InboundMessage.sms_id == msg.sms_id))
+        stored = await db_session.scalar(select(InboundMessage).where(InboundMessage.sms_id == sms_id))
         assert stored is not None
         return InboundOut.of(stored)
 
     @post("/quarantine/{qid:int}/discard", status_code=200, summary="Mark a quarantined request as handled")
     async def discard(self, db_session: NamedDependency[AsyncSession], qid: FromPath[int]) -> QuarantineOut:
-        held = await _held(db_session, qid)
-        await _resolve(db_session, held, "discarded", None)
+        with _answered():
+            await quarantine.discard(db_session, qid)
         await db_session.commit()
-        await db_session.refresh(held)
+        held = await db_session.get(QuarantinedRequest, qid, populate_existing=True)
+        assert held is not None
         return QuarantineOut.of(held)
 
 
-async def _resolve(session: AsyncSession, held: QuarantinedRequest, status: str, sms_id: str | None) -> None:
-    """Move a held request on, but only if nobody else did meanwhile (SQLite has no row locks)."""
-    result = await session.execute(
-        update(QuarantinedRequest)
-        .where(QuarantinedRequest.id == held.id, QuarantinedRequest.status == "held")
-        .values(status=status, sms_id=sms_id, resolved_at=utcnow())
-        .execution_options(synchronize_session=False)
-    )
-    if result.rowcount != 1:  # type: ignore[attr-defined]
-        await session.rollback()
-        raise ClientException(f"quarantined request {held.id} was resolved meanwhile", status_code=409)
-
-
-async def _held(session: AsyncSession, qid: FromPath[int]) -> QuarantinedRequest:
-    held = await session.get(QuarantinedRequest, qid, with_for_update=True)
-    if held is None:
-        raise NotFoundException(f"no quarantined request {qid}")
-    if held.status != "held":
-        raise ClientException(f"quarantined request {qid} is already {held.status}", status_code=409)
-    return held
+@contextmanager
+def _answered() -> Iterator[None]:
+    """Quarantine errors as HTTP answers: 404 unknown, 409 resolved already, 400 still invalid."""
+    try:
+        yield
+    except quarantine.NoSuchRequest as exc:
+        raise NotFoundException(str(exc)) from None
+    except quarantine.AlreadyResolved as exc:
+        raise ClientException(str(exc), status_code=409) from None
+    except quarantine.StillInvalid as exc:
+        raise ClientException(str(exc)) from None

@@ -23,11 +23,15 @@ from litestar.template.config import TemplateConfig
 from app.dashboard.audit import AuditController
 from app.dashboard.auth import CookieSessions, LoadUser, session_config
 from app.dashboard.errors import EXCEPTION_HANDLERS, error_page
+from app.dashboard.failures import FailuresController
 from app.dashboard.headers import SecurityHeaders
 from app.dashboard.i18n import N_
 from app.dashboard.login import LoginController
 from app.dashboard.overview import OverviewController
+from app.dashboard.send import SendController
+from app.dashboard.simulator import SimulatorController
 from app.dashboard.templating import STATIC, template_config
+from app.dashboard.users import UsersController
 from app.settings import Settings
 
 CSRF_COOKIE = "smsflows_csrf"
@@ -49,7 +53,15 @@ def dashboard(settings: Settings) -> Dashboard:
     )
     pages = Router(
         path="/",
-        route_handlers=[LoginController, OverviewController, AuditController],
+        route_handlers=[
+            LoginController,
+            OverviewController,
+            AuditController,
+            SimulatorController,
+            FailuresController,
+            SendController,
+            UsersController,
+        ],
         middleware=[
             SecurityHeaders(),
             DefineMiddleware(CookieSessions, config=session_config(settings)),

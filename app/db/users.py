@@ -109,6 +109,15 @@ async def set_active(session: AsyncSession, name: str, active: bool, *, actor: s
     return user
 
 
+async def set_role(session: AsyncSession, name: str, role: str, *, actor: str) -> User:
+    """Give ``name`` another role; it holds from their next request (the role is read each time)."""
+    check_role(role)
+    user = await require(session, name)
+    before, user.role = user.role, role
+    record(session, actor=actor, action="users.role", target=name, detail={"role": role, "was": before})
+    return user
+
+
 async def list_users(session: AsyncSession) -> list[User]:
     return list((await session.scalars(select(User).order_by(User.name))).all())
 

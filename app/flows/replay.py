@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 from sqlalchemy import Connection, false, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.db.models import InboundMessage
 from app.flows.engine import process_new
@@ -75,7 +76,21 @@ async def run_replay(
     dry_run: bool = False,
     batch: int = BATCH,
 ) -> ReplaySummary:
-    """Replay every message in ``statuses``, a batch per transaction.
+    """Replay every message in ``statuses``, a batch per transaction (see :func:`replay`)."""
+    async with open_database(settings) as engine:
+        return await replay(engine, flows, statuses, only_flow, dry_run=dry_run, batch=batch)
+
+
+async def replay(
+    engine: AsyncEngine,
+    flows: FlowSet,
+    statuses: Sequence[str],
+    only_flow: str | None = None,
+    *,
+    dry_run: bool = False,
+    batch: int = BATCH,
+) -> ReplaySummary:
+    """Replay every message in ``statuses`` on ``engine``, a batch per transaction.
 
     A dry run does the same work and rolls each batch back, so decisions in one batch do not see
     those of earlier batches (a phone's second vote 200 messages later would look like a first).
@@ -85,7 +100,7 @@ async def run_replay(
     outcomes: Counter[str] = Counter()
     failures: dict[str, str] = {}
     after: int | None = 0
-    async with open_database(settings) as engine, engine.connect() as conn:
+    async with engine.connect() as conn:
         while after is not None:
             # Short transactions: on SQLite a long one would hold up the webhook's writes.
             async with conn.begin() as tx:
@@ -104,6 +119,11 @@ async def run_replay(
         outcomes=dict(sorted(outcomes.items())),
         failures=failures,
     )
+
+
+def replay_message(conn: Connection, flows: FlowSet, sms_id: str) -> str | None:
+    """Replay one message if it is replayable: its new status, or None when it is not."""
+    return process_new(conn, flows, [sms_id], REPLAYABLE).get(sms_id)
 
 
 _LABELS = {"skipped": "skipped (another flow's message)"}

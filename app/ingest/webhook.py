@@ -9,6 +9,8 @@ not Mobitex; 413 for bodies no SMS can produce.
 from __future__ import annotations
 
 import logging
+from datetime import datetime
+from typing import Literal
 
 from litestar import Request, Response, post
 from litestar.datastructures import State
@@ -66,40 +68,58 @@ def mo_webhook(settings: Settings) -> HTTPRouteHandler:
         except RequestEntityTooLarge:
             log.warning("MO request from %s refused: body over %d bytes", client, settings.mo_max_body)
             raise
-        content_type = request.headers.get("content-type")
         try:
-            try:
-                fields, charset = decode_body(body, content_type)
-                msg = parse_mo(fields, max_text)
-            except InvalidMessage as exc:
-                log.warning("MO request from %s quarantined: %s", client, exc)
-                await writer.quarantine(
-                    raw_body=body,
-                    content_type=content_type,
-                    client_ip=client,
-                    reason=str(exc),
-                    received_at=received_at,
-                )
-                # 200 on purpose: a 4xx would make Mobitex resend this same body every 3 minutes.
-                return _text(200, "OK quarantined")
-            try:
-                await writer.store_message(
-                    msg, raw_body=body, charset=charset, client_ip=client, received_at=received_at
-                )
-            except SQLAlchemyError as exc:
-                # The database is up but refused this one row: keep the request raw instead.
-                log.error("MO %s refused by the database, quarantined: %s", msg.sms_id, exc)
-                await writer.quarantine(
-                    raw_body=body,
-                    content_type=content_type,
-                    client_ip=client,
-                    reason=f"database refused the message: {exc.__class__.__name__}: {exc}"[:2000],
-                    received_at=received_at,
-                )
-                return _text(200, "OK quarantined")
+            outcome = await take(
+                writer, body, request.headers.get("content-type"), client, received_at, max_text
+            )
         except DatabaseUnavailable as exc:
             log.error("MO request from %s not stored, asking Mobitex to retry: %s", client, exc)
             return _text(503, "Service Unavailable: retry later", **{"Retry-After": RETRY_AFTER})
-        return _text(200, "OK")
+        # Quarantined is a 200 on purpose: a 4xx would make Mobitex resend the same body every 3 minutes.
+        return _text(200, "OK quarantined" if outcome == "quarantined" else "OK")
 
     return receive_mo
+
+
+async def take(
+    writer: GroupWriter,
+    body: bytes,
+    content_type: str | None,
+    client: str,
+    received_at: datetime,
+    max_text: int,
+) -> Literal["stored", "quarantined"]:
+    """Store one MO request's body through the writer (flows run on it there), or quarantine it.
+
+    The webhook and the dashboard's phone simulator both come in through here. Raises
+    :class:`DatabaseUnavailable` when the database cannot take it.
+    """
+    try:
+        fields, charset = decode_body(body, content_type)
+        msg = parse_mo(fields, max_text)
+    except InvalidMessage as exc:
+        log.warning("MO request from %s quarantined: %s", client, exc)
+        await writer.quarantine(
+            raw_body=body,
+            content_type=content_type,
+            client_ip=client,
+            reason=str(exc),
+            received_at=received_at,
+        )
+        return "quarantined"
+    try:
+        await writer.store_message(
+            msg, raw_body=body, charset=charset, client_ip=client, received_at=received_at
+        )
+    except SQLAlchemyError as exc:
+        # The database is up but refused this one row: keep the request raw instead.
+        log.error("MO %s refused by the database, quarantined: %s", msg.sms_id, exc)
+        await writer.quarantine(
+            raw_body=body,
+            content_type=content_type,
+            client_ip=client,
+            reason=f"database refused the message: {exc.__class__.__name__}: {exc}"[:2000],
+            received_at=received_at,
+        )
+        return "quarantined"
+    return "stored"
