@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
-.PHONY: run test lint format bench clean messages
+.PHONY: run test lint format bench clean messages screenshots
 
 $(BIN)/.installed: pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -28,6 +28,7 @@ run: $(BIN)/.installed
 	trap 'kill $$fake 2>/dev/null' EXIT INT TERM; \
 	SMSFLOWS_MO_ALLOWED_IPS="$${SMSFLOWS_MO_ALLOWED_IPS:-127.0.0.1,213.5.10.19,213.5.10.22}" \
 	SMSFLOWS_API_TOKEN="$${SMSFLOWS_API_TOKEN:-dev}" \
+	SMSFLOWS_SCHEMA="$${SMSFLOWS_SCHEMA:-open}" \
 	SMSFLOWS_MOBITEX_URL="$${SMSFLOWS_MOBITEX_URL:-http://127.0.0.1:$(FAKE_PORT)/sms.php}" \
 	SMSFLOWS_MOBITEX_USER="$${SMSFLOWS_MOBITEX_USER:-smsflows}" \
 	SMSFLOWS_MOBITEX_PASSWORD="$${SMSFLOWS_MOBITEX_PASSWORD:-smsflows}" \
@@ -60,6 +61,10 @@ messages: $(BIN)/.installed
 	@mkdir -p var
 	$(BIN)/pybabel extract -F babel.cfg -k N_ -k tr --no-location --sort-output --omit-header -o var/messages.pot .
 	$(BIN)/pybabel update -i var/messages.pot -d app/dashboard/locale --no-fuzzy-matching --no-location --omit-header
+
+# The pictures in docs/screenshots, taken by the browser test in Debian's Chromium.
+screenshots: $(BIN)/.installed
+	SMSFLOWS_SCREENSHOTS=docs/screenshots $(BIN)/pytest tests/test_browser.py -q
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -20,6 +20,7 @@ setup(
     },
     package_data={
         "app.db": ["migrations/*.py", "migrations/*.mako", "migrations/versions/*.py"],
+        "app.api": ["swagger_ui/*"],
         "app.dashboard": ["static/*", "locale/*/LC_MESSAGES/*.po"],
         "app.templates": ["*.html"],
         **{f"app.templates.{d.replace('/', '.')}": ["*.html"] for d in TEMPLATE_DIRS},

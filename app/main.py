@@ -13,15 +13,15 @@ from pathlib import Path
 from litestar import Litestar
 from litestar.datastructures import State
 from litestar.di import Provide
-from litestar.openapi.config import OpenAPIConfig
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from app import __version__
+from app.api.failures import unexpected_error
 from app.api.flows import FlowsController
 from app.api.health import health, ready
 from app.api.inbound import InboundController
 from app.api.messages import MessagesController
 from app.api.outbox import OutboxController
+from app.api.schema import openapi_config
 from app.dashboard import dashboard, not_found
 from app.db.engine import create_engine, create_sqlite_writer_engine, session_factory
 from app.db.migrate import is_current, upgrade
@@ -29,6 +29,7 @@ from app.errors import MigrationsPending
 from app.flows.live import LiveFlows
 from app.ingest.webhook import mo_webhook
 from app.ingest.writer import GroupWriter
+from app.logs import configure_logging
 from app.outbox.actions import ActionDeliverer
 from app.outbox.dispatcher import Dispatcher
 from app.settings import Settings, load_settings
@@ -127,13 +128,18 @@ def create_app(settings: Settings) -> Litestar:
             "db_engine": Provide(_engine, sync_to_thread=False),
         },
         template_config=pages.template_config,
-        exception_handlers={404: not_found},
+        # An unknown address: JSON under /api, the error page for people. Errors nothing else
+        # handled: logged with their traceback, answered with a clean 500.
+        exception_handlers={404: not_found, 500: unexpected_error},
         lifespan=[lifespan],
+        logging_config=None,  # app.logs configures logging once; Litestar's would reset the root level
         state=State({"settings": settings}),
-        openapi_config=OpenAPIConfig(title="smsflows", version=__version__, path="/schema"),
+        openapi_config=openapi_config(settings),
     )
 
 
 def app_from_env() -> Litestar:
     """Factory for uvicorn (``--workers``): each worker process reads the same settings."""
-    return create_app(load_settings())
+    settings = load_settings()
+    configure_logging(settings)  # a worker process is a fresh interpreter
+    return create_app(settings)

@@ -28,9 +28,14 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     mo_max_body: int = 65536
     mo_max_text: int = 4096
     api_token: str | None = None
+    schema: Literal["token", "open", "off"] = "token"
     host: str = "127.0.0.1"
     port: int = 8000
+    request_timeout: float = 30.0
+    keepalive_timeout: int = 5
+    max_connections: int = 1000
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["text", "json"] = "text"
     sqlite_synchronous: Literal["FULL", "NORMAL", "EXTRA"] = "FULL"
     writer_batch_max: int = 512
     mobitex_user: str | None = None
@@ -66,6 +71,9 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             "mo_max_text",
             "writer_batch_max",
             "port",
+            "request_timeout",
+            "keepalive_timeout",
+            "max_connections",
             "send_rate",
             "send_rate_per_number",
             "send_max_age",
@@ -73,7 +81,7 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             "session_hours",
         ):
             if getattr(self, name) <= 0:
-                kind = "number" if name.startswith("send_rate") else "integer"
+                kind = "number" if name.startswith("send_rate") or name == "request_timeout" else "integer"
                 raise SettingsError(f"{PREFIX}{name.upper()}: expected a positive {kind}")
         if not self.database_url.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
             raise SettingsError(
@@ -90,6 +98,20 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
                 value = _hide_password(value)
             parts.append(f"{name}={'***' if name in _SECRETS and value else repr(value)}")
         return f"Settings({', '.join(parts)})"
+
+    def refuse_dev_secrets(self, host: str) -> None:
+        """Refuse to serve a well-known development secret on an address other hosts can reach."""
+        if _is_loopback(host):
+            return
+        for name in ("api_token", "action_secret", "session_secret"):
+            value = getattr(self, name)
+            if value is not None and value.strip().lower() in DEV_SECRETS:
+                raise SettingsError(
+                    f"{PREFIX}{name.upper()} is the development value {value!r}, and the service would "
+                    f"listen on {host}, where others can reach it: set {PREFIX}{name.upper()} to a "
+                    "secret of your own (python3 -c 'import secrets; print(secrets.token_urlsafe(32))'), "
+                    "or listen on 127.0.0.1"
+                )
 
     @property
     def allowed_networks(self) -> tuple[IPNetwork, ...]:
@@ -117,6 +139,21 @@ def _hide_password(url: str) -> str:
     if not sep or not at or ":" not in credentials:
         return url
     return f"{scheme}://{credentials.split(':', 1)[0]}:***@{host}"
+
+
+# What `make run`, the docs and the tests use, and the first guesses of anyone scanning for them.
+DEV_SECRETS = frozenset(
+    {"dev", "dev-secret", "dev-session-secret", "smsflows", "test-token", "secret", "changeme", "password"}
+)
+
+
+def _is_loopback(host: str) -> bool:
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to anything
 
 
 _SECRETS = frozenset({"mobitex_password", "api_token", "action_secret", "session_secret"})
@@ -161,7 +198,7 @@ def load_settings(environ: Mapping[str, str] | None = None, env_file: Path | Non
             raw[name] = None
         elif name in ("log_level", "sqlite_synchronous"):
             raw[name] = value.upper()
-        elif name == "send_mode":
+        elif name in ("send_mode", "schema", "log_format"):
             raw[name] = value.lower()
         else:
             raw[name] = value

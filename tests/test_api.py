@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import base64
+import logging
+import re
 from datetime import UTC, datetime, timedelta
 
 import httpx
+import pytest
 from sqlalchemy import text
 
 from app.db.migrate import head_revision
@@ -79,6 +82,44 @@ async def test_bad_filters_are_400_with_a_reason(service: Service) -> None:
     assert "status must be one of" in resp.json()["detail"]
     assert (await service.api.get("/api/inbound", params={"limit": 0})).status_code == 400
     assert (await service.api.get("/api/inbound", params={"cursor": "x'; drop"})).status_code == 400
+
+
+async def test_integers_beyond_what_the_database_holds_are_400_with_a_reason(service: Service) -> None:
+    too_big = "9999999999999999999"  # 19 digits, over the 64-bit signed limit
+    for path in ("/api/inbound", "/api/outbox", "/api/quarantine"):
+        resp = await service.api.get(path, params={"cursor": too_big})
+        assert resp.status_code == 400, (path, resp.text)
+        assert "cursor" in resp.text
+    for resp in (
+        await service.api.get("/api/messages/9223372036854775808"),
+        await service.api.post("/api/quarantine/9223372036854775808/discard"),
+        await service.api.post("/api/quarantine/9223372036854775808/reingest"),
+    ):
+        assert resp.status_code == 400, resp.text
+        assert "9223372036854775807" in resp.text
+    assert (await service.api.get("/api/messages/9223372036854775807")).status_code == 404
+
+
+async def test_an_unexpected_error_is_logged_with_its_traceback_and_answered_500_json(
+    service: Service, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A damaged schema is an error no handler expects: the table the page reads is gone.
+    async with service.engine.begin() as conn:
+        await conn.execute(text("ALTER TABLE quarantine RENAME TO quarantine_moved"))
+    try:
+        with caplog.at_level(logging.ERROR, logger="smsflows"):
+            resp = await service.api.get("/api/quarantine")
+    finally:
+        async with service.engine.begin() as conn:
+            await conn.execute(text("ALTER TABLE quarantine_moved RENAME TO quarantine"))
+    assert resp.status_code == 500
+    assert resp.json()["detail"].startswith("Internal Server Error")
+    assert "quarantine" not in resp.text  # nothing of the inside reaches the client
+    logged = [r for r in caplog.records if r.name == "smsflows.api"]
+    assert len(logged) == 1
+    assert "GET /api/quarantine" in logged[0].getMessage()
+    assert logged[0].exc_info is not None
+    assert "Traceback" in caplog.text
 
 
 async def test_api_needs_the_bearer_token(service: Service) -> None:
@@ -174,8 +215,7 @@ async def test_ready_reports_pending_migrations(service: Service) -> None:
 
 
 async def test_openapi_schema_describes_the_api(service: Service) -> None:
-    async with httpx.AsyncClient(base_url=service.base_url) as client:
-        resp = await client.get("/schema/openapi.json")
+    resp = await service.api.get("/schema/openapi.json")
     assert resp.status_code == 200
     paths = resp.json()["paths"]
     for path in (
@@ -190,6 +230,48 @@ async def test_openapi_schema_describes_the_api(service: Service) -> None:
         assert path in paths, path
     params = {p["name"] for p in paths["/api/inbound"]["get"]["parameters"]}
     assert {"sender", "number", "status", "since", "limit", "cursor"} <= params
+
+
+async def test_schema_needs_the_token_and_declares_the_bearer_scheme(service: Service) -> None:
+    async with httpx.AsyncClient(base_url=service.base_url) as anon:
+        for path in ("/schema", "/schema/openapi.json", "/schema/openapi.yaml"):
+            assert (await anon.get(path)).status_code == 401, path
+    schema = (await service.api.get("/schema/openapi.json")).json()
+    assert schema["components"]["securitySchemes"]["bearer"] == {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "SMSFLOWS_API_TOKEN, sent as 'Authorization: Bearer <token>'",
+    }
+    assert schema["paths"]["/api/inbound"]["get"]["security"] == [{"bearer": []}]
+    assert schema["paths"]["/api/messages"]["post"]["security"] == [{"bearer": []}]
+    assert "security" not in schema["paths"]["/mobitex/mo"]["post"]
+    assert (await service.api.get("/schema/openapi.yaml")).text.startswith(
+        ("openapi:", "info:", "components:")
+    )
+
+
+async def test_schema_page_loads_nothing_from_another_site(service: Service) -> None:
+    page = await service.api.get("/schema")
+    assert page.status_code == 200
+    sources = re.findall(r'(?:src|href)=["\']([^"\']+)', page.text)
+    assert len(sources) == 4  # the script bundle, its preset, the stylesheet and the icon
+    for source in sources:
+        assert source.startswith("/schema/assets/"), source
+        asset = await service.api.get(source)
+        assert asset.status_code == 200, source
+        assert len(asset.content) > 500
+    assert "SwaggerUIBundle" in (await service.api.get("/schema/assets/swagger-ui-bundle.js")).text
+
+
+async def test_schema_can_be_opened_or_turned_off(database_url: str) -> None:
+    for setting, anonymous in (("open", 200), ("off", 404)):
+        server, task, base = await start_service(make_settings(database_url, schema=setting))
+        try:
+            async with httpx.AsyncClient(base_url=base) as anon:
+                assert (await anon.get("/schema/openapi.json")).status_code == anonymous, setting
+        finally:
+            server.should_exit = True
+            await task
 
 
 async def test_repair_with_an_unknown_field_name_is_refused(service: Service) -> None:

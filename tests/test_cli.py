@@ -99,3 +99,26 @@ def test_serve_on_a_fresh_folder_creates_the_database_and_answers(tmp_path: Path
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"), [("SMSFLOWS_API_TOKEN", "dev"), ("SMSFLOWS_ACTION_SECRET", "dev-secret")]
+)
+def test_serve_refuses_a_development_secret_on_a_public_address(
+    tmp_path: Path, variable: str, value: str
+) -> None:
+    env = {"SMSFLOWS_API_TOKEN": "a-real-secret-of-32-characters-x", variable: value}
+    result = _run(["serve", "--host", "0.0.0.0", "--port", str(free_port())], env, tmp_path)
+    assert result.returncode == 1
+    assert f"{variable} is the development value {value!r}" in result.stderr
+    assert "0.0.0.0" in result.stderr and "127.0.0.1" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "var").exists()  # refused before anything was created
+
+
+def test_a_development_token_is_fine_on_loopback() -> None:
+    from app.settings import load_settings
+
+    settings = load_settings({"SMSFLOWS_API_TOKEN": "dev", "SMSFLOWS_ACTION_SECRET": "dev-secret"}, None)
+    for host in ("127.0.0.1", "::1", "localhost", "127.0.0.2"):
+        settings.refuse_dev_secrets(host)

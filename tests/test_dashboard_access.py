@@ -28,6 +28,7 @@ async def test_overview_sends_a_stranger_to_the_sign_in_page_and_back(database_u
             assert resp.status_code == 303
             assert resp.headers["location"] == "/login?next=/audit%3Faction%3Dusers."
             page = await client.get(resp.headers["location"])
+            assert page.headers["content-type"] == "text/html; charset=utf-8"
             assert 'name="next" value="/audit?action=users."' in page.text
             signed = await client.post(
                 "/login",

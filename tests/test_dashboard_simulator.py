@@ -5,8 +5,19 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from tests.conftest import write_flows
-from tests.dashboard import csrf_of, dashboard_service, signed_in
+from app.db import users as store
+from app.db.engine import create_engine, session_factory
+from app.db.migrate import upgrade
+from tests.conftest import running, write_flows
+from tests.dashboard import (
+    PASSWORD,
+    browser,
+    csrf_of,
+    dashboard_service,
+    dashboard_settings,
+    sign_in,
+    signed_in,
+)
 
 INFO = """
 id = "info"
@@ -24,10 +35,17 @@ async def test_a_message_from_the_simulated_phone_is_stored_answered_and_shown(
 ) -> None:
     flows = write_flows(tmp_path / "flows", info=INFO)
     # The dispatcher runs in dry-run: the reply is "sent" as dry-run, the real outbox path.
-    async with (
-        dashboard_service(database_url, flows_dir=str(flows), dispatcher="true", send_mode="dry-run") as svc,
-        signed_in(svc, "olek", "operator") as client,
-    ):
+    settings = dashboard_settings(database_url, flows_dir=str(flows), dispatcher="true", send_mode="dry-run")
+    # The user exists before the service starts: on SQLite the running dispatcher's claims would
+    # make the test's own read-then-write transaction that adds it fail as "database is locked".
+    engine = create_engine(settings)
+    await upgrade(engine)
+    async with session_factory(engine)() as session:
+        await store.add(session, "olek", "operator", PASSWORD, actor="test")
+        await session.commit()
+    await engine.dispose()
+    async with running(settings) as svc, browser(svc) as client:
+        assert (await sign_in(client, "olek")).status_code == 303
         page = await client.get("/simulator", params={"sender": "600 123 456", "number": "70120"})
         assert page.status_code == 200
         assert 'value="48600123456"' in page.text

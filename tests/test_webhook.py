@@ -118,6 +118,30 @@ async def test_forwarded_for_from_trusted_proxy_names_the_client(database_url: s
         await task
 
 
+async def test_forwarded_for_on_several_header_lines_is_read_as_one_list(database_url: str) -> None:
+    """A proxy that adds its own X-Forwarded-For line must not hide the hop it appended."""
+    settings = make_settings(database_url, mo_allowed_ips="213.5.10.19", trusted_proxies="127.0.0.0/8")
+    server, task, base = await start_service(settings)
+    try:
+        async with httpx.AsyncClient() as client:
+            forged = await client.post(
+                base + "/mobitex/mo",
+                data=mo_form(),
+                headers=[("X-Forwarded-For", "213.5.10.19"), ("X-Forwarded-For", "203.0.113.9")],
+            )
+            ok = await client.post(
+                base + "/mobitex/mo",
+                data=mo_form(),
+                headers=[("X-Forwarded-For", "203.0.113.9"), ("X-Forwarded-For", "213.5.10.19")],
+            )
+        assert forged.status_code == 403
+        assert "203.0.113.9" in forged.text
+        assert ok.status_code == 200
+    finally:
+        server.should_exit = True
+        await task
+
+
 async def test_polish_text_in_utf8_and_windows_1250_is_stored_identically(service: Service) -> None:
     text = "Zażółć gęślą jaźń ĄĆĘŁŃÓŚŹŻ"
     ids = {}
@@ -141,6 +165,47 @@ async def test_multipart_form_is_accepted(service: Service) -> None:
     assert await service.scalar("SELECT text FROM inbound_messages WHERE sms_id = :s", s=form["sms_id"]) == (
         "Dzień dobry"
     )
+
+
+def _multipart(parts: list[tuple[str, str]], boundary: str = "outer") -> bytes:
+    """A multipart body from (headers, payload) pairs, written by hand to shape it freely."""
+    out = b"".join(f"--{boundary}\r\n{headers}\r\n\r\n{payload}\r\n".encode() for headers, payload in parts)
+    return out + f"--{boundary}--\r\n".encode()
+
+
+async def test_multipart_with_more_parts_than_any_mo_form_is_refused_and_kept(service: Service) -> None:
+    parts = [(f'Content-Disposition: form-data; name="f{i}"', "x") for i in range(1000)]
+    body = _multipart(parts)
+    assert len(body) < service.settings.mo_max_body
+    async with httpx.AsyncClient() as client:
+        resp = await client.post(
+            service.mo_url, content=body, headers={"Content-Type": "multipart/form-data; boundary=outer"}
+        )
+        health = await client.get(service.base_url + "/health")
+    assert resp.status_code == 400
+    assert "over 32 parts" in resp.text and "quarantine" in resp.text
+    assert health.status_code == 200
+    raw, reason = (await service.rows("SELECT raw_body, reason FROM quarantine"))[0]
+    assert bytes(raw) == body
+    assert "over 32 parts" in reason
+
+
+async def test_nested_multipart_is_refused_and_kept_raw(service: Service) -> None:
+    inner = _multipart([('Content-Disposition: form-data; name="text"', "GLOS A")] * 20, boundary="in")
+    nested = [
+        ('Content-Disposition: form-data; name="x"\r\nContent-Type: multipart/mixed; boundary=in', inner)
+    ]
+    body = _multipart([*nested * 3, ('Content-Disposition: form-data; name="number"', "70120")])
+    async with httpx.AsyncClient() as client:
+        resp = await client.post(
+            service.mo_url, content=body, headers={"Content-Type": "multipart/form-data; boundary=outer"}
+        )
+    assert resp.status_code == 400
+    assert "nested multipart" in resp.text
+    raw, reason = (await service.rows("SELECT raw_body, reason FROM quarantine"))[0]
+    assert bytes(raw) == body
+    assert "nested multipart" in reason
+    assert await service.scalar("SELECT count(*) FROM inbound_messages") == 0
 
 
 async def test_missing_optional_fields_and_empty_ext_id_are_fine(service: Service) -> None:

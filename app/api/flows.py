@@ -10,6 +10,7 @@ from litestar.params import FromPath
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.api.auth import require_token
+from app.api.schema import BEARER
 from app.api.schemas import FlowOut, FlowsOut, ReloadOut
 from app.db.models import utcnow
 from app.flows.live import LiveFlows
@@ -24,6 +25,7 @@ def _live(state: State) -> LiveFlows:
 class FlowsController(Controller):
     path = "/api/flows"
     guards = [require_token]  # noqa: RUF012 - Litestar reads this class attribute
+    security = [{BEARER: []}]  # noqa: RUF012 - declared in the schema, so "try it" sends the token
     tags = ["flows"]  # noqa: RUF012
 
     @get("/", summary="The running flows, when they were loaded and the last reload error")

@@ -16,6 +16,8 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.api.auth import require_token
+from app.api.params import Cursor, Limit, RowId
+from app.api.schema import BEARER
 from app.api.schemas import InboundOut, InboundPage, QuarantineOut, QuarantinePage, Repair
 from app.db.models import INBOUND_STATUSES, QUARANTINE_STATUSES, InboundMessage, QuarantinedRequest
 from app.flows.live import LiveFlows
@@ -23,19 +25,11 @@ from app.ingest import quarantine
 from app.mobitex.mo_form import normalise_number
 from app.settings import Settings
 
-Limit = Annotated[int, QueryParameter(ge=1, le=1000, description="page size")]
-Cursor = Annotated[
-    str | None, QueryParameter(description="next_cursor of the previous page", pattern="^[0-9]{1,19}$")
-]
-
-
-def _after(cursor: str | None) -> int | None:
-    return int(cursor) if cursor else None
-
 
 class InboundController(Controller):
     path = "/api"
     guards = [require_token]  # noqa: RUF012 - Litestar reads this class attribute
+    security = [{BEARER: []}]  # noqa: RUF012 - declared in the schema, so "try it" sends the token
     tags = ["inbound"]  # noqa: RUF012
 
     @get("/inbound", summary="List inbound messages, newest first")
@@ -72,8 +66,8 @@ class InboundController(Controller):
             if since.tzinfo is None:
                 raise ClientException("since needs a timezone, e.g. 2026-12-01T20:00:00+01:00 or ...Z")
             query = query.where(InboundMessage.received_at >= since)
-        if (after := _after(cursor)) is not None:
-            query = query.where(InboundMessage.id < after)
+        if cursor is not None:
+            query = query.where(InboundMessage.id < cursor)
         rows = (await db_session.scalars(query)).all()
         next_cursor = str(rows[-1].id) if len(rows) == limit else None
         return InboundPage(items=[InboundOut.of(m) for m in rows], next_cursor=next_cursor)
@@ -100,8 +94,8 @@ class InboundController(Controller):
         query = select(QuarantinedRequest).order_by(QuarantinedRequest.id.desc()).limit(limit)
         if status:
             query = query.where(QuarantinedRequest.status == status)
-        if (after := _after(cursor)) is not None:
-            query = query.where(QuarantinedRequest.id < after)
+        if cursor is not None:
+            query = query.where(QuarantinedRequest.id < cursor)
         rows = (await db_session.scalars(query)).all()
         next_cursor = str(rows[-1].id) if len(rows) == limit else None
         return QuarantinePage(items=[QuarantineOut.of(q) for q in rows], next_cursor=next_cursor)
@@ -112,7 +106,7 @@ class InboundController(Controller):
         db_session: NamedDependency[AsyncSession],
         settings: NamedDependency[Settings],
         request: Request[object, object, State],
-        qid: FromPath[int],
+        qid: RowId,
         data: JSONBody[Repair | None] = None,
     ) -> InboundOut:
         """Decode the kept raw body, apply the corrected fields, validate, and store the message.
@@ -129,7 +123,7 @@ class InboundController(Controller):
         return InboundOut.of(stored)
 
     @post("/quarantine/{qid:int}/discard", status_code=200, summary="Mark a quarantined request as handled")
-    async def discard(self, db_session: NamedDependency[AsyncSession], qid: FromPath[int]) -> QuarantineOut:
+    async def discard(self, db_session: NamedDependency[AsyncSession], qid: RowId) -> QuarantineOut:
         with _answered():
             await quarantine.discard(db_session, qid)
         await db_session.commit()

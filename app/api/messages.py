@@ -6,11 +6,13 @@ from litestar import Controller, Request, Response, get, post
 from litestar.datastructures import State
 from litestar.di import NamedDependency
 from litestar.exceptions import ClientException, NotFoundException
-from litestar.params import FromPath, JSONBody
+from litestar.params import JSONBody
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.api.auth import require_token
+from app.api.params import RowId
+from app.api.schema import BEARER
 from app.api.schemas import MessageOut
 from app.db.models import InboundMessage, OutboxMessage, SendBackAction, utcnow
 from app.flows.live import LiveFlows
@@ -21,6 +23,7 @@ from app.outbox.sending import IdempotencyConflict, InvalidSend, NewMessage, Que
 class MessagesController(Controller):
     path = "/api/messages"
     guards = [require_token]  # noqa: RUF012 - Litestar reads this class attribute
+    security = [{BEARER: []}]  # noqa: RUF012 - declared in the schema, so "try it" sends the token
     tags = ["messages"]  # noqa: RUF012
 
     @post("/", summary="Queue a message to send; answers to it are tied back to it")
@@ -56,7 +59,7 @@ class MessagesController(Controller):
         return Response(MessageOut.of(new, [], []), status_code=201)  # no answers yet
 
     @get("/{message_id:int}", summary="A sent message: its status, its answers and send-back actions")
-    async def show(self, db_session: NamedDependency[AsyncSession], message_id: FromPath[int]) -> MessageOut:
+    async def show(self, db_session: NamedDependency[AsyncSession], message_id: RowId) -> MessageOut:
         return await _message(db_session, message_id)
 
 

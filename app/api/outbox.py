@@ -12,7 +12,8 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.api.auth import require_token
-from app.api.inbound import Cursor, Limit
+from app.api.params import Cursor, Limit
+from app.api.schema import BEARER
 from app.api.schemas import OutboxOut, OutboxPage
 from app.db.models import OUTBOX_STATUSES, OutboxMessage
 from app.mobitex.mo_form import normalise_number
@@ -21,6 +22,7 @@ from app.mobitex.mo_form import normalise_number
 class OutboxController(Controller):
     path = "/api"
     guards = [require_token]  # noqa: RUF012 - Litestar reads this class attribute
+    security = [{BEARER: []}]  # noqa: RUF012 - declared in the schema, so "try it" sends the token
     tags = ["outbox"]  # noqa: RUF012
 
     @get("/outbox", summary="Queued and sent messages, newest first")
@@ -44,8 +46,8 @@ class OutboxController(Controller):
             query = query.where(OutboxMessage.to_number == normalise_number(to))
         if flow:
             query = query.where(OutboxMessage.flow_id == flow)
-        if cursor:
-            query = query.where(OutboxMessage.id < int(cursor))
+        if cursor is not None:
+            query = query.where(OutboxMessage.id < cursor)
         rows = (await db_session.scalars(query)).all()
         next_cursor = str(rows[-1].id) if len(rows) == limit else None
         return OutboxPage(items=[OutboxOut.of(m) for m in rows], next_cursor=next_cursor)

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 
 import click
 
 from app.cli.root import cli_settings, main
+from app.logs import configure_logging
 from app.settings import Settings
 
 
@@ -26,12 +26,14 @@ def serve(host: str | None, port: int | None, workers: int) -> None:
     from app.server import server_options
 
     settings = cli_settings()
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    host = host or settings.host
+    settings.refuse_dev_secrets(host)
+    configure_logging(settings)
     asyncio.run(_prepare_database(settings))
     uvicorn.run(
         "app.main:app_from_env",
         factory=True,
-        host=host or settings.host,
+        host=host,
         port=port or settings.port,
         workers=workers,
         **server_options(settings),
@@ -113,7 +115,7 @@ def worker(concurrency: int, once: bool) -> None:
     from app.outbox.dispatcher import Tick, run_worker
 
     settings = cli_settings()
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(settings)
     asyncio.run(_prepare_database(settings))
 
     async def run() -> Tick | None:

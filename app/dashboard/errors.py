@@ -7,6 +7,7 @@ from typing import Any
 from urllib.parse import quote
 
 from litestar import Request, Response
+from litestar.enums import MediaType
 from litestar.exceptions import HTTPException, NotAuthorizedException, PermissionDeniedException
 from litestar.response import Redirect, Template
 from litestar.status_codes import HTTP_303_SEE_OTHER, HTTP_500_INTERNAL_SERVER_ERROR
@@ -53,6 +54,7 @@ def error_page(request: Request[Any, Any, Any], status: int, message: str) -> Te
             "next_step": tr(NEXT_STEPS.get(status, NEXT_STEPS[503] if status >= 500 else NEXT_STEPS[400])),
         },
         status_code=status,
+        media_type=MediaType.HTML,
     )
 
 

@@ -43,10 +43,7 @@ def replay_batch(
     conn: Connection, flows: FlowSet, statuses: Sequence[str], only_flow: str | None, after: int, limit: int
 ) -> tuple[dict[str, str], dict[str, str], int | None]:
     """The next ``limit`` messages after id ``after``: new statuses, errors, and the last id seen."""
-    if conn.dialect.name == "sqlite":
-        # Take the write lock before reading: on WAL, a read snapshot that the webhook's writer
-        # commits past cannot become a write ("database is locked"), while a waiting lock can.
-        conn.execute(update(InboundMessage).where(false()).values(status=InboundMessage.status))
+    _write_lock_first(conn)
     rows = conn.execute(
         select(InboundMessage.id, InboundMessage.sms_id)
         .where(InboundMessage.status.in_(statuses), InboundMessage.id > after)
@@ -123,7 +120,15 @@ async def replay(
 
 def replay_message(conn: Connection, flows: FlowSet, sms_id: str) -> str | None:
     """Replay one message if it is replayable: its new status, or None when it is not."""
+    _write_lock_first(conn)
     return process_new(conn, flows, [sms_id], REPLAYABLE).get(sms_id)
+
+
+def _write_lock_first(conn: Connection) -> None:
+    if conn.dialect.name == "sqlite":
+        # Take the write lock before reading: on WAL, a read snapshot that the webhook's writer
+        # commits past cannot become a write ("database is locked"), while a waiting lock can.
+        conn.execute(update(InboundMessage).where(false()).values(status=InboundMessage.status))
 
 
 _LABELS = {"skipped": "skipped (another flow's message)"}

@@ -3,7 +3,8 @@
 Mobitex retries every 3 minutes anything that is not a 200, forever. So the answers are:
 200 once the message (or the raw request, if it did not validate) is committed; 503 when the
 database cannot take it (Mobitex will retry, which is what we want); 403 for addresses that are
-not Mobitex; 413 for bodies no SMS can produce.
+not Mobitex; 413 for bodies no SMS can produce, and 400 (kept in the quarantine all the same) for a
+multipart body no MO form can be.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import logging
 from datetime import datetime
 from typing import Literal
 
+import msgspec
 from litestar import Request, Response, post
 from litestar.datastructures import State
 from litestar.exceptions.http_exceptions import RequestEntityTooLarge
@@ -22,7 +24,7 @@ from app.db.models import utcnow
 from app.errors import DatabaseUnavailable, InvalidMessage
 from app.ingest.allowlist import client_address, is_allowed
 from app.ingest.writer import GroupWriter
-from app.mobitex.mo_form import decode_body, parse_mo
+from app.mobitex.mo_form import RefusedBody, decode_body, parse_mo
 from app.settings import Settings
 
 log = logging.getLogger("smsflows.ingest")
@@ -55,7 +57,10 @@ def mo_webhook(settings: Settings) -> HTTPRouteHandler:
     )
     async def receive_mo(request: Request[object, object, State]) -> Response[str]:
         peer = request.client.host if request.client else None
-        client = client_address(peer, request.headers.get("x-forwarded-for"), proxies)
+        # Some proxies add a header line instead of appending to the last one: every line counts,
+        # in order, as one list (RFC 9110 §5.3), or a forged first line would hide the real hop.
+        forwarded = ", ".join(request.headers.getall("x-forwarded-for", [])) or None
+        client = client_address(peer, forwarded, proxies)
         if not is_allowed(client, allowed):
             shown = client or "an unreadable address"
             log.warning("MO request refused: %s (peer %s) is not in the allowlist", shown, peer)
@@ -69,16 +74,27 @@ def mo_webhook(settings: Settings) -> HTTPRouteHandler:
             log.warning("MO request from %s refused: body over %d bytes", client, settings.mo_max_body)
             raise
         try:
-            outcome = await take(
+            taken = await take(
                 writer, body, request.headers.get("content-type"), client, received_at, max_text
             )
         except DatabaseUnavailable as exc:
             log.error("MO request from %s not stored, asking Mobitex to retry: %s", client, exc)
             return _text(503, "Service Unavailable: retry later", **{"Retry-After": RETRY_AFTER})
+        if taken.outcome == "refused":
+            # Kept like any invalid request, but no Mobitex MO looks like this: say so.
+            return _text(400, f"Bad Request: {taken.reason}; the raw body is kept in the quarantine")
         # Quarantined is a 200 on purpose: a 4xx would make Mobitex resend the same body every 3 minutes.
-        return _text(200, "OK quarantined" if outcome == "quarantined" else "OK")
+        return _text(200, "OK quarantined" if taken.outcome == "quarantined" else "OK")
 
     return receive_mo
+
+
+class Taken(msgspec.Struct, frozen=True):
+    """What became of a request: ``stored``, ``quarantined``, or ``refused`` (quarantined, but
+    nothing Mobitex sends looks like it, so the sender hears a 400)."""
+
+    outcome: Literal["stored", "quarantined", "refused"]
+    reason: str | None = None
 
 
 async def take(
@@ -88,7 +104,7 @@ async def take(
     client: str,
     received_at: datetime,
     max_text: int,
-) -> Literal["stored", "quarantined"]:
+) -> Taken:
     """Store one MO request's body through the writer (flows run on it there), or quarantine it.
 
     The webhook and the dashboard's phone simulator both come in through here. Raises
@@ -106,7 +122,7 @@ async def take(
             reason=str(exc),
             received_at=received_at,
         )
-        return "quarantined"
+        return Taken("refused" if isinstance(exc, RefusedBody) else "quarantined", str(exc))
     try:
         await writer.store_message(
             msg, raw_body=body, charset=charset, client_ip=client, received_at=received_at
@@ -121,5 +137,5 @@ async def take(
             reason=f"database refused the message: {exc.__class__.__name__}: {exc}"[:2000],
             received_at=received_at,
         )
-        return "quarantined"
-    return "stored"
+        return Taken("quarantined", "database refused the message")
+    return Taken("stored")

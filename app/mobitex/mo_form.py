@@ -6,13 +6,13 @@ optional fields are sent or left out, so everything here is tolerant of all the 
 
 from __future__ import annotations
 
-import email.parser
-import email.policy
+import itertools
 import re
 from typing import Annotated
 from urllib.parse import unquote_to_bytes
 
 import msgspec
+from multipart import MultipartError, MultipartSegment, ParserLimitReached, PushMultipartParser
 
 from app.errors import InvalidMessage
 
@@ -30,6 +30,9 @@ _KNOWN_CHARSETS = {
     "iso8859-2": "iso-8859-2",
 }
 
+# An MO form has seven fields; a body with many more parts, or a form inside a form, is no SMS.
+MAX_PARTS = 32
+
 # 1970-2100: a `time` outside this is a corrupt field, not a real timestamp.
 _MIN_TIME, _MAX_TIME = 0, 4_102_444_800
 
@@ -44,6 +47,10 @@ class MoMessage(msgspec.Struct, frozen=True):
     time: Annotated[int, msgspec.Meta(ge=_MIN_TIME, le=_MAX_TIME)]
     smcsc: Annotated[str, msgspec.Meta(pattern="^[0-9]{3,15}$")] | None = None
     ext_id: Annotated[str, msgspec.Meta(pattern="^[\\x21-\\x7e]{1,64}$")] | None = None
+
+
+class RefusedBody(InvalidMessage):
+    """A body no Mobitex MO can be (a form nested in a form, hundreds of parts): kept raw, refused."""
 
 
 def normalise_number(value: str) -> str:
@@ -107,19 +114,38 @@ def _content_type(header: str | None) -> tuple[str, dict[str, str]]:
     return main.strip().lower(), parsed
 
 
-def _multipart_pairs(body: bytes, content_type: str) -> list[tuple[bytes, bytes, str | None]]:
-    head = f"Content-Type: {content_type}\r\nMIME-Version: 1.0\r\n\r\n".encode()
-    msg = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(head + body)
-    if not msg.is_multipart():
-        raise InvalidMessage("multipart body without parts (check the boundary)")
-    pairs = []
-    for part in msg.iter_parts():
-        name = part.get_param("name", header="content-disposition")
-        if not isinstance(name, str):
-            continue
-        payload = part.get_payload(decode=True)
-        value = payload if isinstance(payload, bytes) else b""
-        pairs.append((name.encode(), value, part.get_content_charset()))
+def _multipart_pairs(body: bytes, boundary: str) -> list[tuple[bytes, bytes, str | None]]:
+    """Split a multipart form in one linear pass, within a bounded number of parts.
+
+    The streaming parser never descends into a part, so a nested form costs nothing to find:
+    it is refused, as are bodies with more parts than any MO form has.
+    """
+    pairs: list[tuple[bytes, bytes, str | None]] = []
+    segment: MultipartSegment | None = None
+    chunks: list[bytes] = []
+    try:
+        with PushMultipartParser(
+            boundary, content_length=len(body), max_segment_count=MAX_PARTS, max_header_count=8
+        ) as parser:
+            for event in itertools.chain(parser.parse(body), parser.parse(b"")):
+                if isinstance(event, MultipartSegment):
+                    if (event.content_type or "").startswith("multipart/"):
+                        raise RefusedBody("nested multipart part: an MO form holds plain fields only")
+                    segment, chunks = event, []
+                elif isinstance(event, bytes):
+                    chunks.append(event)
+                elif segment is not None:
+                    if segment.name is not None:
+                        pairs.append((segment.name.encode(), b"".join(chunks), segment.charset))
+                    segment = None
+    except ParserLimitReached:
+        raise RefusedBody(
+            f"multipart body with over {MAX_PARTS} parts or headers: no MO form has as many"
+        ) from None
+    except MultipartError as exc:
+        raise InvalidMessage(f"unreadable multipart body: {exc} (check the boundary)") from None
+    if not pairs:
+        raise InvalidMessage("multipart body without named parts (check the boundary)")
     return pairs
 
 
@@ -141,12 +167,7 @@ def decode_body(body: bytes, content_type: str | None) -> tuple[dict[str, str], 
     if kind == "multipart/form-data":
         if "boundary" not in params:
             raise InvalidMessage("multipart/form-data without a boundary")
-        try:
-            triples = _multipart_pairs(body, content_type or "")
-        except InvalidMessage:
-            raise
-        except Exception as exc:  # the stdlib parser has many ways to fail on garbage
-            raise InvalidMessage(f"unreadable multipart body: {exc}") from None
+        triples = _multipart_pairs(body, params["boundary"])
         declared = declared or next((c for _, _, c in triples if c), None)
         pairs = [(k, v) for k, v, _ in triples]
     elif kind in ("", "application/x-www-form-urlencoded", "text/plain"):

@@ -33,6 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app import __version__
 from app.db.models import SendBackAction, utcnow
+from app.db.outage import Outage, is_outage
 from app.outbox.backoff import next_delay
 from app.outbox.correlation import Answered
 from app.settings import Settings
@@ -152,6 +153,7 @@ class ActionDeliverer:
         self._rng = random.Random()
         self._task: asyncio.Task[None] | None = None
         self._warned = False
+        self.outage = Outage(log, "send-back actions")
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="smsflows-action-deliverer")
@@ -168,7 +170,11 @@ class ActionDeliverer:
         while True:
             try:
                 done = await self.deliver_due()
-            except Exception:  # the database may be away a moment; never let the loop die
+                self.outage.recovered()
+            except Exception as exc:  # the database may be away a moment; never let the loop die
+                if is_outage(exc):
+                    await asyncio.sleep(self.outage.failed(exc))  # logged once, not every round
+                    continue
                 log.exception("send-back actions: delivery round failed")
                 done = 0
             if done < BATCH:

@@ -62,19 +62,22 @@ def _minute_of(
     return cast(func.floor(func.extract("epoch", at_col - start) / 60), Integer)
 
 
-def _counts(
+def counts_per_minute(
     conn: Connection,
     id_col: InstrumentedAttribute[int],
     at_col: InstrumentedAttribute[datetime],
     start: datetime,
     minutes: int,
+    *where: ColumnElement[bool],
 ) -> list[int]:
+    """Rows per minute from ``start`` for ``minutes`` minutes (``where`` narrows them, e.g. one flow)."""
     buckets = [0] * minutes
     first = first_id_since(conn, id_col, at_col, start)
     if first is None:
         return buckets
     minute = _minute_of(conn, at_col, start).label("minute")
-    for index, count in conn.execute(select(minute, func.count()).where(id_col >= first).group_by(minute)):
+    query = select(minute, func.count()).where(id_col >= first, *where).group_by(minute)
+    for index, count in conn.execute(query):
         if index is not None and 0 <= index < minutes:
             buckets[index] += int(count)
     return buckets
@@ -87,6 +90,6 @@ def per_minute(conn: Connection, now: datetime, hours: int = 3) -> PerMinute:
     return PerMinute(
         start=start,
         minutes=minutes,
-        inbound=_counts(conn, InboundMessage.id, InboundMessage.received_at, start, minutes),
-        outbound=_counts(conn, OutboxMessage.id, OutboxMessage.created_at, start, minutes),
+        inbound=counts_per_minute(conn, InboundMessage.id, InboundMessage.received_at, start, minutes),
+        outbound=counts_per_minute(conn, OutboxMessage.id, OutboxMessage.created_at, start, minutes),
     )
