@@ -24,8 +24,7 @@ from app.api.outbox import OutboxController
 from app.api.schema import openapi_config
 from app.dashboard import dashboard, not_found
 from app.db.engine import create_engine, create_sqlite_writer_engine, session_factory
-from app.db.migrate import is_current, upgrade
-from app.errors import MigrationsPending
+from app.db.migrate import prepare_schema
 from app.flows.live import LiveFlows
 from app.ingest.webhook import mo_webhook
 from app.ingest.writer import GroupWriter
@@ -65,12 +64,7 @@ def create_app(settings: Settings) -> Litestar:
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         engine = create_engine(settings)
         try:
-            if settings.is_sqlite:
-                await upgrade(engine)  # the embedded database looks after itself
-            elif not await is_current(engine):
-                raise MigrationsPending(
-                    "the PostgreSQL schema is not up to date: run `smsflows db upgrade` first"
-                )
+            await prepare_schema(engine, settings)
             flows = LiveFlows(Path(settings.flows_dir))
             log.info("%d flow(s) loaded from %s", len(flows.current.flows), settings.flows_dir)
             writer_engine = create_sqlite_writer_engine(settings) if settings.is_sqlite else None

@@ -5,15 +5,18 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
+import msgspec
 import pytest
 
 from app.errors import FlowFileError
 from app.flows.kinds.subscription import subscribers
 from app.flows.loader import load_dir
+from app.reads.results import kind_results
 from tests.conftest import Service, make_settings, mo_form, running, send_mo, write_flows
 
 NEWS = """
@@ -118,6 +121,11 @@ async def status(service: Service, list_id: str, phone: str = PHONE) -> str | No
     return await service.scalar(
         "SELECT status FROM subscriptions WHERE list_id = :l AND phone = :p", l=list_id, p=phone
     )
+
+
+def plain(results: Any) -> Any:
+    """A kind's results as mappings and lists, times kept as times."""
+    return msgspec.to_builtins(results, builtin_types=(datetime,))
 
 
 async def run(service: Service, fn: Any) -> Any:
@@ -268,15 +276,16 @@ async def test_results_and_subscribers_list_active_phones_not_under_stop(
         await conn.exec_driver_sql("UPDATE contacts SET opted_out_at = last_seen WHERE phone = '48600000005'")
     definitions = load_dir(tmp_path / "flows")
     news = definitions.flows["news"].definition
-    results = await run(svc, news.results)
+    results = await run(svc, lambda c: plain(kind_results(c, news)))
     assert results["counts"] == {"pending": 0, "active": 3, "left": 1}
     assert [s["phone"] for s in results["subscribers"]] == ["48600000003", "48600000002"]
     assert results["subscribers"][0]["since"].timestamp() == T
     assert await run(svc, lambda c: subscribers(c, "news")) == ["48600000002", "48600000003"]
-    daily = await run(svc, definitions.flows["daily"].definition.results)
+    daily = await run(svc, lambda c: plain(kind_results(c, definitions.flows["daily"].definition)))
     assert daily["counts"] == {"pending": 1, "active": 0, "left": 0} and daily["subscribers"] == []
     await say(svc, "STOP", 11, sender="48600000002")
-    assert await run(svc, definitions.flows["stop"].definition.results) == {"opted_out": 2}
+    stop = definitions.flows["stop"].definition
+    assert await run(svc, lambda c: plain(kind_results(c, stop))) == {"opted_out": 2}
 
 
 def _load_error(tmp_path: Path, **files: str) -> str:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import msgspec
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -19,6 +20,7 @@ from app.errors import FlowFileError
 from app.flows.kinds.survey import SurveyFlow
 from app.flows.kinds.survey_steps import ChoiceStep, EmailStep, IntegerStep, PhoneStep, TextStep
 from app.flows.loader import load_dir
+from app.reads.results import kind_results
 from tests.conftest import Service, make_settings, mo_form, running, send_mo, write_flows
 
 SURVEY = """
@@ -124,7 +126,8 @@ async def results(service: Service, directory: Path, flow_id: str = "opinia") ->
     definition = load_dir(directory).flows[flow_id].definition
 
     def read(conn: Connection) -> dict[str, Any]:
-        return definition.results(conn)
+        found: dict[str, Any] = msgspec.to_builtins(kind_results(conn, definition))
+        return found
 
     async with service.engine.connect() as conn:
         return await conn.run_sync(read)

@@ -279,9 +279,19 @@ async def test_results_of_an_unknown_flow_says_which_flows_exist(voted: Service,
     assert "Traceback" not in result.stderr
 
 
-def test_results_on_an_unmigrated_database_says_to_upgrade(tmp_path: Path) -> None:
+@pytest.mark.postgres
+def test_results_on_an_unmigrated_postgresql_says_to_upgrade(tmp_path: Path, empty_pg_url: str) -> None:
     flows = write_flows(tmp_path / "flows", final=VOTE)
-    url = f"sqlite+aiosqlite:///{tmp_path / 'empty.db'}"
-    result = run_cli("results", "final", cwd=tmp_path, database_url=url, flows_dir=str(flows))
+    result = run_cli("results", "final", cwd=tmp_path, database_url=empty_pg_url, flows_dir=str(flows))
     assert result.returncode == 1
     assert "smsflows db upgrade" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_results_on_a_new_sqlite_database_migrate_it_as_serve_does(tmp_path: Path) -> None:
+    flows = write_flows(tmp_path / "flows", final=VOTE)
+    url = f"sqlite+aiosqlite:///{tmp_path / 'empty.db'}"
+    result = run_cli("results", "final", "--json", cwd=tmp_path, database_url=url, flows_dir=str(flows))
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert [(t["option"], t["votes"]) for t in data["results"]["tally"]] == [("A", 0), ("B", 0)]
+    assert data["events"] == 0

@@ -11,10 +11,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.api.auth import require_token
 from app.api.schema import BEARER
-from app.api.schemas import FlowOut, FlowsOut, ReloadOut
+from app.api.schemas import FlowOut, FlowResultsOut, FlowsOut, ReloadOut
 from app.db.models import utcnow
 from app.flows.live import LiveFlows
-from app.flows.results import FlowResults, gather
+from app.reads.results import flow_results
 
 
 def _live(state: State) -> LiveFlows:
@@ -55,9 +55,9 @@ class FlowsController(Controller):
     @get("/{flow_id:str}/results", summary="A flow's results and its decisions by outcome")
     async def results(
         self, state: State, db_engine: NamedDependency[AsyncEngine], flow_id: FromPath[str]
-    ) -> FlowResults:
+    ) -> FlowResultsOut:
         flow = _live(state).current.flows.get(flow_id)
         if flow is None:
             raise NotFoundException(f"no flow {flow_id!r} is running; GET /api/flows lists them")
         async with db_engine.connect() as conn:
-            return await conn.run_sync(gather, flow)
+            return FlowResultsOut.of(await conn.run_sync(flow_results, flow))

@@ -12,17 +12,18 @@ from litestar.datastructures import State
 from litestar.di import NamedDependency
 from litestar.exceptions import ClientException, NotFoundException
 from litestar.params import FromPath, JSONBody, QueryParameter
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.api.auth import require_token
+from app.api.deps import read
 from app.api.params import Cursor, Limit, RowId
 from app.api.schema import BEARER
 from app.api.schemas import InboundOut, InboundPage, QuarantineOut, QuarantinePage, Repair
-from app.db.models import INBOUND_STATUSES, QUARANTINE_STATUSES, InboundMessage, QuarantinedRequest
+from app.db.models import INBOUND_STATUSES, QUARANTINE_STATUSES
 from app.flows.live import LiveFlows
 from app.ingest import quarantine
 from app.mobitex.mo_form import normalise_number
+from app.reads.messages import inbound_message, list_inbound, list_quarantine, quarantined_request
 from app.settings import Settings
 
 
@@ -53,33 +54,28 @@ class InboundController(Controller):
     ) -> InboundPage:
         if status is not None and status not in INBOUND_STATUSES:
             raise ClientException(f"status must be one of {', '.join(INBOUND_STATUSES)}")
-        query = select(InboundMessage).order_by(InboundMessage.id.desc()).limit(limit)
-        if sender:
-            query = query.where(InboundMessage.sender == normalise_number(sender))
-        if number:
-            query = query.where(InboundMessage.number == normalise_number(number))
-        if status:
-            query = query.where(InboundMessage.status == status)
-        if correlation:
-            query = query.where(InboundMessage.correlation == correlation)
-        if since is not None:
-            if since.tzinfo is None:
-                raise ClientException("since needs a timezone, e.g. 2026-12-01T20:00:00+01:00 or ...Z")
-            query = query.where(InboundMessage.received_at >= since)
-        if cursor is not None:
-            query = query.where(InboundMessage.id < cursor)
-        rows = (await db_session.scalars(query)).all()
-        next_cursor = str(rows[-1].id) if len(rows) == limit else None
-        return InboundPage(items=[InboundOut.of(m) for m in rows], next_cursor=next_cursor)
+        if since is not None and since.tzinfo is None:
+            raise ClientException("since needs a timezone, e.g. 2026-12-01T20:00:00+01:00 or ...Z")
+        return await read(
+            db_session,
+            list_inbound,
+            sender=normalise_number(sender) if sender else None,
+            number=normalise_number(number) if number else None,
+            status=status,
+            correlation=correlation,
+            since=since,
+            limit=limit,
+            before=cursor,
+        )
 
     @get("/inbound/{sms_id:str}", summary="One inbound message by its Mobitex sms_id")
     async def get_inbound(
         self, db_session: NamedDependency[AsyncSession], sms_id: FromPath[str]
     ) -> InboundOut:
-        msg = await db_session.scalar(select(InboundMessage).where(InboundMessage.sms_id == sms_id))
+        msg = await read(db_session, inbound_message, sms_id)
         if msg is None:
             raise NotFoundException(f"no inbound message with sms_id {sms_id!r}")
-        return InboundOut.of(msg)
+        return msg
 
     @get("/quarantine", summary="Requests that did not validate, newest first")
     async def list_quarantine(
@@ -91,14 +87,7 @@ class InboundController(Controller):
     ) -> QuarantinePage:
         if status is not None and status not in QUARANTINE_STATUSES:
             raise ClientException(f"status must be one of {', '.join(QUARANTINE_STATUSES)}")
-        query = select(QuarantinedRequest).order_by(QuarantinedRequest.id.desc()).limit(limit)
-        if status:
-            query = query.where(QuarantinedRequest.status == status)
-        if cursor is not None:
-            query = query.where(QuarantinedRequest.id < cursor)
-        rows = (await db_session.scalars(query)).all()
-        next_cursor = str(rows[-1].id) if len(rows) == limit else None
-        return QuarantinePage(items=[QuarantineOut.of(q) for q in rows], next_cursor=next_cursor)
+        return await read(db_session, list_quarantine, status=status, limit=limit, before=cursor)
 
     @post("/quarantine/{qid:int}/reingest", status_code=200, summary="Repair and re-ingest a request")
     async def reingest(
@@ -118,18 +107,18 @@ class InboundController(Controller):
         with _answered():
             sms_id = await quarantine.reingest(db_session, live.current, qid, repair, settings.mo_max_text)
         await db_session.commit()
-        stored = await db_session.scalar(select(InboundMessage).where(InboundMessage.sms_id == sms_id))
+        stored = await read(db_session, inbound_message, sms_id)
         assert stored is not None
-        return InboundOut.of(stored)
+        return stored
 
     @post("/quarantine/{qid:int}/discard", status_code=200, summary="Mark a quarantined request as handled")
     async def discard(self, db_session: NamedDependency[AsyncSession], qid: RowId) -> QuarantineOut:
         with _answered():
             await quarantine.discard(db_session, qid)
         await db_session.commit()
-        held = await db_session.get(QuarantinedRequest, qid, populate_existing=True)
-        assert held is not None
-        return QuarantineOut.of(held)
+        resolved = await read(db_session, quarantined_request, qid)
+        assert resolved is not None
+        return resolved
 
 
 @contextmanager

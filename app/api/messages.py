@@ -7,17 +7,18 @@ from litestar.datastructures import State
 from litestar.di import NamedDependency
 from litestar.exceptions import ClientException, NotFoundException
 from litestar.params import JSONBody
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.api.auth import require_token
+from app.api.deps import read
 from app.api.params import RowId
 from app.api.schema import BEARER
 from app.api.schemas import MessageOut
-from app.db.models import InboundMessage, OutboxMessage, SendBackAction, utcnow
+from app.db.models import utcnow
 from app.flows.live import LiveFlows
 from app.mobitex.encoding import MessageTooLong
 from app.outbox.sending import IdempotencyConflict, InvalidSend, NewMessage, Queued, queue
+from app.reads.messages import sent_message
 
 
 class MessagesController(Controller):
@@ -52,11 +53,7 @@ class MessagesController(Controller):
         dispatcher = getattr(request.app.state, "dispatcher", None)
         if dispatcher is not None:
             dispatcher.wake()
-        if not queued.created:
-            return Response(await _message(db_session, queued.id), status_code=200)
-        new = await db_session.get(OutboxMessage, queued.id)
-        assert new is not None
-        return Response(MessageOut.of(new, [], []), status_code=201)  # no answers yet
+        return Response(await _message(db_session, queued.id), status_code=201 if queued.created else 200)
 
     @get("/{message_id:int}", summary="A sent message: its status, its answers and send-back actions")
     async def show(self, db_session: NamedDependency[AsyncSession], message_id: RowId) -> MessageOut:
@@ -64,13 +61,7 @@ class MessagesController(Controller):
 
 
 async def _message(session: AsyncSession, message_id: int) -> MessageOut:
-    message = await session.get(OutboxMessage, message_id)
+    message = await read(session, sent_message, message_id)
     if message is None:
         raise NotFoundException(f"no message {message_id}; GET /api/outbox lists them")
-    answers = await session.scalars(
-        select(InboundMessage).where(InboundMessage.reply_to_id == message_id).order_by(InboundMessage.id)
-    )
-    actions = await session.scalars(
-        select(SendBackAction).where(SendBackAction.outbox_id == message_id).order_by(SendBackAction.id)
-    )
-    return MessageOut.of(message, list(answers), list(actions))
+    return message

@@ -8,15 +8,16 @@ from litestar import Controller, get
 from litestar.di import NamedDependency
 from litestar.exceptions import ClientException
 from litestar.params import QueryParameter
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.api.auth import require_token
+from app.api.deps import read
 from app.api.params import Cursor, Limit
 from app.api.schema import BEARER
-from app.api.schemas import OutboxOut, OutboxPage
-from app.db.models import OUTBOX_STATUSES, OutboxMessage
+from app.api.schemas import OutboxPage
+from app.db.models import OUTBOX_STATUSES
 from app.mobitex.mo_form import normalise_number
+from app.reads.messages import list_outbox
 
 
 class OutboxController(Controller):
@@ -39,15 +40,12 @@ class OutboxController(Controller):
     ) -> OutboxPage:
         if status is not None and status not in OUTBOX_STATUSES:
             raise ClientException(f"status must be one of {', '.join(OUTBOX_STATUSES)}")
-        query = select(OutboxMessage).order_by(OutboxMessage.id.desc()).limit(limit)
-        if status:
-            query = query.where(OutboxMessage.status == status)
-        if to:
-            query = query.where(OutboxMessage.to_number == normalise_number(to))
-        if flow:
-            query = query.where(OutboxMessage.flow_id == flow)
-        if cursor is not None:
-            query = query.where(OutboxMessage.id < cursor)
-        rows = (await db_session.scalars(query)).all()
-        next_cursor = str(rows[-1].id) if len(rows) == limit else None
-        return OutboxPage(items=[OutboxOut.of(m) for m in rows], next_cursor=next_cursor)
+        return await read(
+            db_session,
+            list_outbox,
+            status=status,
+            to=normalise_number(to) if to else None,
+            flow=flow,
+            limit=limit,
+            before=cursor,
+        )

@@ -30,8 +30,9 @@ def flows_check(directory: Path | None, as_json: bool) -> None:
     import msgspec
     from rich.console import Console
 
+    from app.cli.check_view import print_report
     from app.db.models import utcnow
-    from app.flows.check import check_dir, print_report
+    from app.flows.check import check_dir
 
     report = check_dir(directory or Path(cli_settings().flows_dir), utcnow())
     if as_json:
@@ -62,11 +63,13 @@ def codes_import(flow_id: str, file: Path | None) -> None:
     Example:
       smsflows codes import summer codes/summer-batch2.csv
     """
-    from rich.console import Console
+    from app.cli.progress import codes_progress
+    from app.flows.codes_import import import_target, run_import
 
-    from app.flows.codes_import import run_import
-
-    report = asyncio.run(run_import(cli_settings(), flow_id, file, Console(stderr=True)))
+    settings = cli_settings()
+    flow, path = import_target(Path(settings.flows_dir), flow_id, file)
+    with codes_progress(flow.id, path.stat().st_size) as show:
+        report = asyncio.run(run_import(settings, flow, path, show))
     for line in report.problems():
         click.echo(line, err=True)
     click.echo(report.summary())
@@ -83,10 +86,19 @@ def results_command(flow_id: str, as_json: bool) -> None:
     import msgspec
     from rich.console import Console
 
-    from app.flows.results import find_flow, print_results, read_results
+    from app.cli.results_view import print_results
+    from app.db.migrate import open_database
+    from app.flows.loader import find_flow
+    from app.reads.results import FlowResults, flow_results
 
     settings = cli_settings()
-    results = asyncio.run(read_results(settings, find_flow(Path(settings.flows_dir), flow_id)))
+    flow = find_flow(Path(settings.flows_dir), flow_id)
+
+    async def read() -> FlowResults:
+        async with open_database(settings) as engine, engine.connect() as conn:
+            return await conn.run_sync(flow_results, flow)
+
+    results = asyncio.run(read())
     if as_json:
         click.echo(msgspec.json.format(msgspec.json.encode(results)).decode())
     else:
@@ -112,19 +124,27 @@ def export_command(flow_id: str, csv_file: Path) -> None:
     Example:
       smsflows export final --csv final-votes.csv
     """
-    from app.flows.results import find_flow, read_entries, write_csv
+    from app.db.migrate import open_database
+    from app.flows.loader import find_flow
+    from app.reads.results import Entries, flow_entries, write_csv
 
     settings = cli_settings()
-    columns, rows = asyncio.run(read_entries(settings, find_flow(Path(settings.flows_dir), flow_id)))
+    flow = find_flow(Path(settings.flows_dir), flow_id)
+
+    async def read() -> Entries:
+        async with open_database(settings) as engine, engine.connect() as conn:
+            return await conn.run_sync(flow_entries, flow)
+
+    entries = asyncio.run(read())
     if str(csv_file) == "-":
-        write_csv(sys.stdout, columns, rows)
+        write_csv(sys.stdout, entries.columns, entries.rows)
         return
     try:
         with csv_file.open("w", newline="", encoding="utf-8") as out:
-            write_csv(out, columns, rows)
+            write_csv(out, entries.columns, entries.rows)
     except OSError as exc:
         raise click.ClickException(f"cannot write {csv_file}: {exc.strerror}") from None
-    click.echo(f"{len(rows)} row(s) written to {csv_file}", err=True)
+    click.echo(f"{len(entries.rows)} row(s) written to {csv_file}", err=True)
 
 
 @main.command()
@@ -159,8 +179,9 @@ def replay(statuses: tuple[str, ...], flow_id: str | None, dry_run: bool) -> Non
     """
     from rich.console import Console
 
+    from app.cli.replay_view import print_summary
     from app.flows.loader import load_dir
-    from app.flows.replay import print_summary, run_replay
+    from app.flows.replay import run_replay
 
     settings = cli_settings()
     # The summary lists every failure with its error; SMSFLOWS_LOG_LEVEL=DEBUG adds the tracebacks.

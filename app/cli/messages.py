@@ -68,15 +68,13 @@ def broadcast(
     Example:
       smsflows broadcast nowosci --text "Nowy odcinek w piątek o 20:00!" --dry-run
     """
-    from rich.console import Console
-
+    from app.cli.progress import recipients_progress
     from app.outbox.broadcast import new_message, run_broadcast, send_note
 
     settings = cli_settings()
     message = new_message("", text, tag=tag, data=data, expires_at=expires_at, key=idempotency_key)
-    report = asyncio.run(
-        run_broadcast(settings, list_id, message, dry_run=dry_run, console=Console(stderr=True))
-    )
+    with recipients_progress(f"broadcast to {list_id}") as show:
+        report = asyncio.run(run_broadcast(settings, list_id, message, dry_run=dry_run, on_progress=show))
     click.echo(("Dry run: " if dry_run else "") + report.preview())
     if dry_run:
         click.echo("nothing was queued")

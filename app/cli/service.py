@@ -41,23 +41,11 @@ def serve(host: str | None, port: int | None, workers: int) -> None:
 
 
 async def _prepare_database(settings: Settings) -> None:
-    """Migrate the embedded SQLite once, before workers start; check PostgreSQL is migrated."""
-    from app.db.engine import create_engine
-    from app.db.migrate import is_current, upgrade
-    from app.errors import MigrationsPending
+    """Migrate the embedded SQLite, or check PostgreSQL is migrated: the rule of every command."""
+    from app.db.migrate import open_database
 
-    engine = create_engine(settings)
-    try:
-        if settings.is_sqlite:
-            await upgrade(engine)
-        elif not await is_current(engine):
-            raise MigrationsPending("the database schema is not up to date: run `smsflows db upgrade` first")
-    except OSError as exc:
-        raise click.ClickException(
-            f"cannot reach the database ({exc}); check SMSFLOWS_DATABASE_URL"
-        ) from None
-    finally:
-        await engine.dispose()
+    async with open_database(settings):
+        pass
 
 
 @main.group()
@@ -70,7 +58,7 @@ def db() -> None:
 def db_upgrade(revision: str) -> None:
     """Create or migrate the database named by SMSFLOWS_DATABASE_URL."""
     from app.db.engine import create_engine
-    from app.db.migrate import head_revision, upgrade
+    from app.db.migrate import head_revision, unreachable, upgrade
 
     settings = cli_settings()
 
@@ -78,15 +66,12 @@ def db_upgrade(revision: str) -> None:
         engine = create_engine(settings)
         try:
             await upgrade(engine, revision)
+        except OSError as exc:
+            raise unreachable(exc) from None
         finally:
             await engine.dispose()
 
-    try:
-        asyncio.run(run())
-    except OSError as exc:
-        raise click.ClickException(
-            f"cannot reach the database ({exc}); check SMSFLOWS_DATABASE_URL"
-        ) from None
+    asyncio.run(run())
     click.echo(f"database at revision {head_revision() if revision == 'head' else revision}")
 
 

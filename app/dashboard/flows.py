@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
+import msgspec
 from litestar import Controller, Request, get
 from litestar.di import NamedDependency
 from litestar.exceptions import NotFoundException
@@ -19,6 +20,7 @@ from app.flows.live import LiveFlows
 from app.flows.loader import LoadedFlow
 from app.reads.flow_log import flow_log
 from app.reads.overview import overview
+from app.reads.results import kind_results
 from app.reads.tally import Tally, activity, count_votes, make_tally
 
 
@@ -70,7 +72,8 @@ class FlowsController(Controller):
                 context["tally"] = await conn.run_sync(lambda c: _tally_now(c, flow))
                 context["activity"] = await conn.run_sync(lambda c: activity(c, flow.id, now))
             else:
-                context["results"] = await conn.run_sync(flow.definition.results)
+                found = await conn.run_sync(lambda c: kind_results(c, flow.definition))
+                context["results"] = msgspec.to_builtins(found)
         return Template(template_name="flow.html", context=context)
 
     @get("/{flow_id:str}/tally", name="flow-tally")

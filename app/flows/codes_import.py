@@ -17,16 +17,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
-from rich.console import Console
-from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 from sqlalchemy import ARRAY, String, Table, bindparam, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.db.campaign_models import Code
+from app.db.migrate import open_database
 from app.errors import SmsflowsError
 from app.flows.kinds.code import MAX_CODE_LENGTH, CodeFlow, is_well_formed, normalise_code
-from app.flows.results import find_flow, open_database
+from app.flows.loader import find_flow
 from app.settings import Settings
 
 CHUNK = 50_000  # codes per transaction: big enough to be fast, short enough not to hold up messages
@@ -227,26 +226,18 @@ def list_flow(directory: Path, flow_id: str) -> tuple[CodeFlow, Path]:
     return flow, codes_file
 
 
-async def run_import(settings: Settings, flow_id: str, file: Path | None, console: Console) -> ImportReport:
-    """``smsflows codes import``: the flow's codes file (or ``file``) with a progress bar."""
-    flow, codes_file = list_flow(Path(settings.flows_dir), flow_id)
+def import_target(directory: Path, flow_id: str, file: Path | None) -> tuple[CodeFlow, Path]:
+    """The code flow and the file ``smsflows codes import`` reads: ``file``, else the flow's own."""
+    flow, codes_file = list_flow(directory, flow_id)
     path = file or codes_file
     if not path.is_file():
         raise CodeImportError(f"{path}: no such file; give the path of the codes file")
-    columns = (
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        TaskProgressColumn(),
-        TextColumn("{task.fields[codes]:,} codes"),
-        TimeRemainingColumn(),
-    )
+    return flow, path
+
+
+async def run_import(
+    settings: Settings, flow: CodeFlow, path: Path, on_progress: Progressed | None = None
+) -> ImportReport:
+    """``smsflows codes import``: the codes of ``path`` into the database of the settings."""
     async with open_database(settings) as engine:
-        with Progress(*columns, console=console) as progress:
-            task = progress.add_task(flow.id, total=path.stat().st_size or 1, codes=0)
-
-            def show(done: int, codes: int) -> None:
-                progress.update(task, completed=done, codes=codes)
-
-            report = await import_codes(engine, flow, path, show)
-            progress.update(task, completed=path.stat().st_size or 1)
-    return report
+        return await import_codes(engine, flow, path, on_progress)

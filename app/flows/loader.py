@@ -201,3 +201,20 @@ def load_dir(directory: Path, *, check_replies: bool = True) -> FlowSet:
     if errors:
         raise FlowFileError("\n".join(errors))
     return build(loaded)
+
+
+def find_flow(directory: Path, flow_id: str) -> LoadedFlow:
+    """The flow with this id among the folder's files; other files' errors do not stand in the way."""
+    broken, ids = [], []
+    for path in flow_files(directory):
+        try:
+            flow = parse_flow(path, path.read_bytes())
+        except (FlowFileError, OSError):
+            broken.append(path.name)
+            continue
+        if flow.id == flow_id:
+            return flow
+        ids.append(flow.id)
+    known = f"flows there: {', '.join(sorted(ids))}" if ids else "no flows there"
+    hint = f"; {', '.join(broken)} did not load (run `smsflows flows check`)" if broken else ""
+    raise FlowFileError(f"no flow {flow_id!r} in {directory} ({known}){hint}; check SMSFLOWS_FLOWS_DIR")

@@ -11,16 +11,13 @@ from collections import Counter
 from collections.abc import Sequence
 
 import msgspec
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
 from sqlalchemy import Connection, false, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app.db.migrate import open_database
 from app.db.models import InboundMessage
 from app.flows.engine import process_new
 from app.flows.loader import FlowSet
-from app.flows.results import open_database
 from app.settings import Settings
 
 # Processed messages are not replayable: their flows would answer them a second time.
@@ -129,35 +126,3 @@ def _write_lock_first(conn: Connection) -> None:
         # Take the write lock before reading: on WAL, a read snapshot that the webhook's writer
         # commits past cannot become a write ("database is locked"), while a waiting lock can.
         conn.execute(update(InboundMessage).where(false()).values(status=InboundMessage.status))
-
-
-_LABELS = {"skipped": "skipped (another flow's message)"}
-_SHOWN_FAILURES = 20
-
-
-def print_summary(summary: ReplaySummary, console: Console) -> None:
-    which = " or ".join(summary.statuses)
-    scope = f" for flow {summary.flow}" if summary.flow else ""
-    acted = summary.messages - summary.outcomes.get("skipped", 0)
-    if not acted:
-        console.print(f"No {which} messages to replay{scope}.", highlight=False)
-        return
-    verb = "Would replay" if summary.dry_run else "Replayed"
-    console.print(f"{verb} {acted} {which} message(s){scope}.", highlight=False)
-    table = Table(title="new status", title_justify="left")
-    table.add_column("status")
-    table.add_column("messages", justify="right")
-    for status, count in summary.outcomes.items():
-        table.add_row(_LABELS.get(status, status), str(count))
-    console.print(table)
-    if summary.failures:
-        failed = Table(title="still failing: fix the flow, then replay again", title_justify="left")
-        failed.add_column("sms_id")
-        failed.add_column("error")
-        for sms_id, error in list(summary.failures.items())[:_SHOWN_FAILURES]:
-            failed.add_row(sms_id, Text(error))
-        console.print(failed)
-        if len(summary.failures) > _SHOWN_FAILURES:
-            console.print(f"... and {len(summary.failures) - _SHOWN_FAILURES} more failed messages.")
-    if summary.dry_run:
-        console.print("Dry run: nothing was saved.", style="bold")

@@ -7,22 +7,21 @@ key (``KEY:phone``), so a broadcast that was interrupted is finished by running 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 import msgspec
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from sqlalchemy import Connection, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.db.campaign_models import Subscription
+from app.db.migrate import open_database
 from app.db.models import Contact, utcnow
 from app.errors import SmsflowsError
 from app.flows.kinds.base import WARSAW
 from app.flows.kinds.subscription import subscribers
-from app.flows.results import open_database
 from app.mobitex.encoding import SmsEncoding, check_fits
 from app.outbox.sending import InvalidSend, NewMessage, Queued, queue
 from app.settings import Settings
@@ -109,27 +108,23 @@ async def run_broadcast(
     message: NewMessage,
     *,
     dry_run: bool,
-    console: Console,
+    on_progress: Callable[[int, int], None] | None = None,
 ) -> BroadcastReport:
-    """``smsflows broadcast``: queue ``message`` (its ``to`` is ignored) to every member of the list."""
+    """``smsflows broadcast``: queue ``message`` (its ``to`` is ignored) to every member of the list;
+    ``on_progress(done, recipients)`` after each chunk."""
     async with open_database(settings) as engine:
         async with engine.connect() as conn:
             report, phones = await conn.run_sync(plan, list_id, message.text)
         if dry_run:
             return report
-        columns = (
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeRemainingColumn(),
-        )
-        with Progress(*columns, console=console) as progress:
-            task = progress.add_task(f"broadcast to {list_id}", total=len(phones))
-            for start in range(0, len(phones), CHUNK):
-                chunk = phones[start : start + CHUNK]
-                async with engine.begin() as conn:
-                    await conn.run_sync(_queue_chunk, chunk, message, report)
-                progress.advance(task, len(chunk))
+        for start in range(0, len(phones), CHUNK):
+            if on_progress is not None:
+                on_progress(start, len(phones))
+            chunk = phones[start : start + CHUNK]
+            async with engine.begin() as conn:
+                await conn.run_sync(_queue_chunk, chunk, message, report)
+        if on_progress is not None:
+            on_progress(len(phones), len(phones))
     return report
 
 

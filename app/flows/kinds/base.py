@@ -155,10 +155,6 @@ class Flow(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True
         """Inside this flow's conversation, a keyword of another flow arrived: let it through?"""
         return True
 
-    def results(self, conn: Connection) -> dict[str, Any]:
-        """The flow's results for the API and the CLI."""
-        return {}
-
 
 @functools.lru_cache(maxsize=1024)  # asked for several times per message, and flows rarely change
 def _window(starts: datetime | None, ends: datetime | None) -> tuple[datetime, datetime]:

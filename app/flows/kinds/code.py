@@ -178,22 +178,3 @@ class CodeFlow(Flow, frozen=True, kw_only=True, tag="code"):
 
     def sample(self) -> dict[str, Any]:
         return self._vars("ABC123", 1)
-
-    def results(self, conn: Connection) -> dict[str, Any]:
-        mine = Redemption.flow_id == self.id
-        total = int(conn.scalar(select(func.count()).where(mine)) or 0)
-        participants = int(conn.scalar(select(func.count(func.distinct(Redemption.sender))).where(mine)) or 0)
-        entries = func.count().label("entries")
-        top = conn.execute(
-            select(Redemption.sender, entries)
-            .where(mine)
-            .group_by(Redemption.sender)
-            .order_by(entries.desc(), Redemption.sender)
-            .limit(10)
-        ).all()
-        found: dict[str, Any] = {"redemptions": total, "participants": participants}
-        if self.code.source == "list":
-            imported = int(conn.scalar(select(func.count()).where(Code.flow_id == self.id)) or 0)
-            found |= {"codes_imported": imported, "codes_left": max(imported - total, 0)}
-        found["top_entrants"] = [{"sender": s, "entries": int(n)} for s, n in top]
-        return found

@@ -4,12 +4,12 @@ that two auto-replying phones cannot keep each other (and our bill) going for ev
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Annotated, Any
+from typing import Annotated
 
 import msgspec
-from sqlalchemy import Connection, func, select
+from sqlalchemy import func, select
 
-from app.db.models import FlowEvent, OutboxMessage
+from app.db.models import OutboxMessage
 from app.flows.kinds.base import Context, Flow, Outcome
 
 
@@ -51,11 +51,3 @@ class FallbackFlow(Flow, frozen=True, kw_only=True, tag="fallback"):
         if recent:
             return Outcome("suppressed", variables={"reason": "replied to this phone recently"})
         return Outcome("replied", reply="reply")
-
-    def results(self, conn: Connection) -> dict[str, Any]:
-        rows = conn.execute(
-            select(FlowEvent.outcome, func.count())
-            .where(FlowEvent.flow_id == self.id)
-            .group_by(FlowEvent.outcome)
-        ).all()
-        return {"outcomes": {outcome: count for outcome, count in rows}}

@@ -109,12 +109,6 @@ class OptoutFlow(Flow, frozen=True, kw_only=True, tag="optout"):
     def sample(self) -> dict[str, Any]:
         return {**self._vars(), "lists": "news, sport", "left_lists": 2}
 
-    def results(self, conn: Connection) -> dict[str, Any]:
-        count = conn.scalar(
-            select(func.count()).select_from(Contact).where(Contact.opted_out_at.is_not(None))
-        )
-        return {"opted_out": int(count or 0)}
-
 
 def _mark_opted_out(conn: Connection, phone: str, at: datetime, now: datetime) -> None:
     """Set the STOP mark (keeping the first one), creating the contact if it was never seen."""

@@ -13,7 +13,7 @@ import re
 from typing import Annotated, Any
 
 import msgspec
-from sqlalchemy import Connection, func, select, update
+from sqlalchemy import select, update
 
 from app.db.models import OutboxMessage
 from app.flows.kinds.base import WARSAW, Context, Flow, Outcome
@@ -113,19 +113,6 @@ class ReplyFlow(Flow, frozen=True, kw_only=True, tag="reply"):
         sent: Answered | None = ctx.extra.get("answered")
         answered = self._vars(sent, None, sent.answer) if sent is not None else {}
         return Outcome(shut.name, reply=shut.reply, variables={**answered, **shut.variables})
-
-    def results(self, conn: Connection) -> dict[str, Any]:
-        """How the messages sent with this flow's tag were answered, by answer class."""
-        counts = dict(
-            conn.execute(
-                select(OutboxMessage.answer, func.count())
-                .where(OutboxMessage.tag == self.reply.tag)
-                .group_by(OutboxMessage.answer)
-            ).all()
-        )
-        answers = {name: int(counts.get(name, 0)) for name in self.reply.answers}
-        return {"tag": self.reply.tag, "sent": sum(counts.values()), "answers": answers,
-                "unanswered": int(counts.get(None, 0))}  # fmt: skip
 
     def _vars(self, sent: Answered, answer: str | None, first: str | None) -> dict[str, Any]:
         expires = sent.expires_at.astimezone(WARSAW).strftime("%Y-%m-%d %H:%M") if sent.expires_at else ""

@@ -12,7 +12,7 @@ from datetime import timedelta
 from typing import Annotated, Any, Literal
 
 import msgspec
-from sqlalchemy import Connection, Select, func, insert, select, update
+from sqlalchemy import Connection, Select, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from app.db.campaign_models import Subscription
@@ -200,30 +200,14 @@ class SubscriptionFlow(Flow, frozen=True, kw_only=True, tag="subscription"):
     def sample(self) -> dict[str, Any]:
         return {**self._vars(), "opens": "2025-12-01 20:00", "closes": "2025-12-31 23:59", "not_yet": False}
 
-    def results(self, conn: Connection) -> dict[str, Any]:
-        counts = dict(
-            conn.execute(
-                select(Subscription.status, func.count())
-                .where(Subscription.list_id == self.list_id)
-                .group_by(Subscription.status)
-            ).all()
-        )
-        active = conn.execute(
-            _active(self.list_id).add_columns(Subscription.confirmed_at).order_by(Subscription.confirmed_at)
-        ).all()
-        return {
-            "list": self.list_id,
-            "counts": {s: int(counts.get(s, 0)) for s in STATUSES},
-            "subscribers": [{"phone": phone, "since": since} for phone, since in active],
-        }
-
 
 def subscribers(conn: Connection, list_id: str) -> list[str]:
     """The phones a broadcast to the list may reach: active, and not under the global STOP."""
-    return list(conn.scalars(_active(list_id).order_by(Subscription.phone)))
+    return list(conn.scalars(reachable(list_id).order_by(Subscription.phone)))
 
 
-def _active(list_id: str) -> Select[str]:
+def reachable(list_id: str) -> Select[str]:
+    """The list's active members who have not sent STOP."""
     return (
         select(Subscription.phone)
         .outerjoin(Contact, Contact.phone == Subscription.phone)

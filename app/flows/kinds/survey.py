@@ -16,10 +16,8 @@ from functools import lru_cache
 from typing import Annotated, Any, Literal
 
 import msgspec
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection
 
-from app.db.campaign_models import Conversation, SurveyAnswer
-from app.db.models import utcnow
 from app.errors import FlowFileError
 from app.flows.conversations import (
     answers_of,
@@ -29,7 +27,7 @@ from app.flows.conversations import (
     store_answer,
 )
 from app.flows.kinds.base import Context, Flow, Outcome
-from app.flows.kinds.survey_steps import AnyStep, ChoiceStep, IntegerStep, Step, folded
+from app.flows.kinds.survey_steps import AnyStep, ChoiceStep, folded
 from app.flows.templates import COMMON_SAMPLE, Reply
 
 STATUSES = ("active", "completed", "aborted", "expired")
@@ -210,48 +208,6 @@ class SurveyFlow(Flow, frozen=True, kw_only=True, tag="survey"):
             except FlowFileError:  # reported with the file's path when ask.<step> itself is checked
                 questions.append(step.ask)
         return {**variables, "question": max(questions, key=len)}
-
-    def results(self, conn: Connection) -> dict[str, Any]:
-        """Conversations by status (active ones past their deadline count as expired) and, per
-        step, how often each answer was given (choice, integer) or the answers themselves."""
-        counts = dict(
-            conn.execute(
-                select(Conversation.status, func.count())
-                .where(Conversation.flow_id == self.id)
-                .group_by(Conversation.status)
-            ).all()
-        )
-        overdue = conn.scalar(
-            select(func.count()).where(
-                Conversation.flow_id == self.id,
-                Conversation.status == "active",
-                Conversation.expires_at <= utcnow(),
-            )
-        )
-        conversations = {s: int(counts.get(s, 0)) for s in STATUSES}
-        conversations["active"] -= int(overdue or 0)
-        conversations["expired"] += int(overdue or 0)
-        steps = [self._step_results(conn, step) for step in self.survey.steps]
-        return {"conversations": conversations, "started": sum(conversations.values()), "steps": steps}
-
-    def _step_results(self, conn: Connection, step: Step) -> dict[str, Any]:
-        mine = (SurveyAnswer.flow_id == self.id, SurveyAnswer.step == step.id)
-        kind = str(type(step).__struct_config__.tag)
-        if isinstance(step, ChoiceStep | IntegerStep):
-            rows = conn.execute(
-                select(SurveyAnswer.value, func.count()).where(*mine).group_by(SurveyAnswer.value)
-            )
-            given = {value: int(n) for value, n in rows.all()}
-            order = list(step.choices) if isinstance(step, ChoiceStep) else sorted(given, key=int)
-            distribution = [{"value": v, "count": given.get(v, 0)} for v in order]
-            return {
-                "id": step.id,
-                "type": kind,
-                "answered": sum(given.values()),
-                "distribution": distribution,
-            }
-        values = list(conn.scalars(select(SurveyAnswer.value).where(*mine).order_by(SurveyAnswer.id)))
-        return {"id": step.id, "type": kind, "answered": len(values), "answers": values}
 
 
 @lru_cache(maxsize=512)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 import msgspec
-from sqlalchemy import Connection, Table, func, select, update
+from sqlalchemy import Table, select, update
 
 from app.db.campaign_models import Vote
 from app.db.dialect import insert_each_unless_taken, insert_unless_taken
@@ -130,16 +130,3 @@ class VoteFlow(Flow, frozen=True, kw_only=True, tag="vote"):
     def sample(self) -> dict[str, Any]:
         first = next(iter(self.vote.options))
         return {**self._vars(first, 1), "previous": first}
-
-    def results(self, conn: Connection) -> dict[str, Any]:
-        counts = dict(
-            conn.execute(
-                select(Vote.option, func.count()).where(Vote.flow_id == self.id).group_by(Vote.option)
-            ).all()
-        )
-        tally = [
-            {"option": o, "label": self.vote.labels.get(o, o), "votes": int(counts.get(o, 0))}
-            for o in self.vote.options
-        ]
-        voters = conn.scalar(select(func.count(func.distinct(Vote.sender))).where(Vote.flow_id == self.id))
-        return {"tally": tally, "total": sum(t["votes"] for t in tally), "voters": int(voters or 0)}

@@ -1,0 +1,330 @@
+"""A flow's results (one Struct per kind) with its decisions by outcome, and its entries for export."""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Any, TextIO
+
+import msgspec
+from sqlalchemy import Connection, Table, func, select
+from sqlalchemy.orm import DeclarativeBase
+
+from app.db.campaign_models import Code, Conversation, Redemption, Subscription, SurveyAnswer, Vote
+from app.db.models import Contact, FlowEvent, OutboxMessage, utcnow
+from app.flows.kinds import subscription, survey
+from app.flows.kinds.base import Flow
+from app.flows.kinds.code import CodeFlow
+from app.flows.kinds.fallback import FallbackFlow
+from app.flows.kinds.optout import OptoutFlow
+from app.flows.kinds.reply import ReplyFlow
+from app.flows.kinds.subscription import SubscriptionFlow
+from app.flows.kinds.survey import SurveyFlow
+from app.flows.kinds.survey_steps import ChoiceStep, IntegerStep, Step
+from app.flows.kinds.vote import VoteFlow
+from app.flows.loader import LoadedFlow
+
+
+class NoResults(msgspec.Struct, frozen=True):
+    """Kinds that keep nothing but their events (autoreply)."""
+
+
+class VoteOption(msgspec.Struct, frozen=True):
+    option: str
+    label: str
+    votes: int
+
+
+class VoteResults(msgspec.Struct, frozen=True):
+    tally: list[VoteOption]  # in the order of the flow file's options
+    total: int
+    voters: int
+
+
+class Entrant(msgspec.Struct, frozen=True):
+    sender: str
+    entries: int
+
+
+class CodeResults(msgspec.Struct, frozen=True, kw_only=True):
+    redemptions: int
+    participants: int
+    codes_imported: int | msgspec.UnsetType = msgspec.UNSET  # only for a list of codes
+    codes_left: int | msgspec.UnsetType = msgspec.UNSET
+    top_entrants: list[Entrant]  # the ten with most entries
+
+
+class Subscriber(msgspec.Struct, frozen=True):
+    phone: str
+    since: datetime | None
+
+
+class SubscriptionResults(msgspec.Struct, frozen=True):
+    list_id: str = msgspec.field(name="list")
+    counts: dict[str, int]  # members by status: pending, active, left
+    subscribers: list[Subscriber]  # active and not under STOP, longest first
+
+
+class ValueCount(msgspec.Struct, frozen=True):
+    value: str
+    count: int
+
+
+class StepResults(msgspec.Struct, frozen=True, kw_only=True):
+    """One step: for a choice or integer how often each answer was given (``distribution``), for
+    text, phone or email the answers themselves, oldest first (``answers``)."""
+
+    id: str
+    type: str
+    answered: int
+    distribution: list[ValueCount] | msgspec.UnsetType = msgspec.UNSET
+    answers: list[str] | msgspec.UnsetType = msgspec.UNSET
+
+
+class SurveyResults(msgspec.Struct, frozen=True):
+    conversations: dict[str, int]  # by status; active ones past their deadline count as expired
+    started: int
+    steps: list[StepResults]
+
+
+class OptoutResults(msgspec.Struct, frozen=True):
+    opted_out: int  # phones under the global STOP
+
+
+class ReplyResults(msgspec.Struct, frozen=True):
+    tag: str
+    sent: int
+    answers: dict[str, int]  # by answer class
+    unanswered: int
+
+
+class FallbackResults(msgspec.Struct, frozen=True):
+    outcomes: dict[str, int]
+
+
+KindResults = (
+    VoteResults
+    | CodeResults
+    | SubscriptionResults
+    | SurveyResults
+    | OptoutResults
+    | ReplyResults
+    | FallbackResults
+    | NoResults
+)
+
+
+class FlowResults(msgspec.Struct, frozen=True):
+    """A flow's results; ``results`` is the Struct of its kind (untagged: ``kind`` says which)."""
+
+    flow: str
+    kind: str
+    name: str
+    hash: str
+    results: KindResults
+    outcomes: dict[str, int]
+    """Decisions in the event log by outcome (accepted, invalid, closed, ...)."""
+    events: int
+
+
+def flow_results(conn: Connection, flow: LoadedFlow) -> FlowResults:
+    """The kind's results and the event counts."""
+    rows = conn.execute(
+        select(FlowEvent.outcome, func.count())
+        .where(FlowEvent.flow_id == flow.id)
+        .group_by(FlowEvent.outcome)
+        .order_by(FlowEvent.outcome)
+    ).all()
+    outcomes = {outcome: int(count) for outcome, count in rows}
+    return FlowResults(
+        flow=flow.id,
+        kind=flow.kind,
+        name=flow.definition.name or flow.id,
+        hash=flow.hash,
+        results=kind_results(conn, flow.definition),
+        outcomes=outcomes,
+        events=sum(outcomes.values()),
+    )
+
+
+def kind_results(conn: Connection, definition: Flow) -> KindResults:
+    """What the flow's kind counts: a vote's tally, a contest's entries, a list's members..."""
+    for kind, read in _READERS:
+        if isinstance(definition, kind):
+            return read(conn, definition)
+    return NoResults()
+
+
+def _vote(conn: Connection, flow: Any) -> VoteResults:
+    assert isinstance(flow, VoteFlow)
+    mine = Vote.flow_id == flow.id
+    counts = dict(conn.execute(select(Vote.option, func.count()).where(mine).group_by(Vote.option)).all())
+    tally = [VoteOption(o, flow.vote.labels.get(o, o), int(counts.get(o, 0))) for o in flow.vote.options]
+    voters = conn.scalar(select(func.count(func.distinct(Vote.sender))).where(mine))
+    return VoteResults(tally, total=sum(t.votes for t in tally), voters=int(voters or 0))
+
+
+def _code(conn: Connection, flow: Any) -> CodeResults:
+    assert isinstance(flow, CodeFlow)
+    mine = Redemption.flow_id == flow.id
+    total = int(conn.scalar(select(func.count()).where(mine)) or 0)
+    participants = int(conn.scalar(select(func.count(func.distinct(Redemption.sender))).where(mine)) or 0)
+    entries = func.count().label("entries")
+    top = conn.execute(
+        select(Redemption.sender, entries)
+        .where(mine)
+        .group_by(Redemption.sender)
+        .order_by(entries.desc(), Redemption.sender)
+        .limit(10)
+    ).all()
+    listed: dict[str, Any] = {}
+    if flow.code.source == "list":
+        imported = int(conn.scalar(select(func.count()).where(Code.flow_id == flow.id)) or 0)
+        listed = {"codes_imported": imported, "codes_left": max(imported - total, 0)}
+    return CodeResults(
+        redemptions=total,
+        participants=participants,
+        top_entrants=[Entrant(s, int(n)) for s, n in top],
+        **listed,
+    )
+
+
+def _subscription(conn: Connection, flow: Any) -> SubscriptionResults:
+    assert isinstance(flow, SubscriptionFlow)
+    counts = dict(
+        conn.execute(
+            select(Subscription.status, func.count())
+            .where(Subscription.list_id == flow.list_id)
+            .group_by(Subscription.status)
+        ).all()
+    )
+    active = conn.execute(
+        subscription.reachable(flow.list_id)
+        .add_columns(Subscription.confirmed_at)
+        .order_by(Subscription.confirmed_at)
+    ).all()
+    return SubscriptionResults(
+        flow.list_id,
+        counts={s: int(counts.get(s, 0)) for s in subscription.STATUSES},
+        subscribers=[Subscriber(phone, since) for phone, since in active],
+    )
+
+
+def _survey(conn: Connection, flow: Any) -> SurveyResults:
+    assert isinstance(flow, SurveyFlow)
+    counts = dict(
+        conn.execute(
+            select(Conversation.status, func.count())
+            .where(Conversation.flow_id == flow.id)
+            .group_by(Conversation.status)
+        ).all()
+    )
+    overdue = int(
+        conn.scalar(
+            select(func.count()).where(
+                Conversation.flow_id == flow.id,
+                Conversation.status == "active",
+                Conversation.expires_at <= utcnow(),
+            )
+        )
+        or 0
+    )
+    conversations = {s: int(counts.get(s, 0)) for s in survey.STATUSES}
+    conversations["active"] -= overdue
+    conversations["expired"] += overdue
+    steps = [_step(conn, flow.id, step) for step in flow.survey.steps]
+    return SurveyResults(conversations, started=sum(conversations.values()), steps=steps)
+
+
+def _step(conn: Connection, flow_id: str, step: Step) -> StepResults:
+    mine = (SurveyAnswer.flow_id == flow_id, SurveyAnswer.step == step.id)
+    kind = str(type(step).__struct_config__.tag)
+    if isinstance(step, ChoiceStep | IntegerStep):
+        rows = conn.execute(
+            select(SurveyAnswer.value, func.count()).where(*mine).group_by(SurveyAnswer.value)
+        )
+        given = {value: int(n) for value, n in rows.all()}
+        order = list(step.choices) if isinstance(step, ChoiceStep) else sorted(given, key=int)
+        distribution = [ValueCount(v, given.get(v, 0)) for v in order]
+        return StepResults(id=step.id, type=kind, answered=sum(given.values()), distribution=distribution)
+    values = list(conn.scalars(select(SurveyAnswer.value).where(*mine).order_by(SurveyAnswer.id)))
+    return StepResults(id=step.id, type=kind, answered=len(values), answers=values)
+
+
+def _optout(conn: Connection, flow: Any) -> OptoutResults:
+    count = conn.scalar(select(func.count()).select_from(Contact).where(Contact.opted_out_at.is_not(None)))
+    return OptoutResults(int(count or 0))
+
+
+def _reply(conn: Connection, flow: Any) -> ReplyResults:
+    """How the messages sent with the flow's tag were answered, by answer class."""
+    assert isinstance(flow, ReplyFlow)
+    counts = dict(
+        conn.execute(
+            select(OutboxMessage.answer, func.count())
+            .where(OutboxMessage.tag == flow.reply.tag)
+            .group_by(OutboxMessage.answer)
+        ).all()
+    )
+    answers = {name: int(counts.get(name, 0)) for name in flow.reply.answers}
+    return ReplyResults(flow.reply.tag, sum(counts.values()), answers, int(counts.get(None, 0)))
+
+
+def _fallback(conn: Connection, flow: Any) -> FallbackResults:
+    rows = conn.execute(
+        select(FlowEvent.outcome, func.count())
+        .where(FlowEvent.flow_id == flow.id)
+        .group_by(FlowEvent.outcome)
+    ).all()
+    return FallbackResults({outcome: int(count) for outcome, count in rows})
+
+
+_READERS: tuple[tuple[type[Flow], Callable[[Connection, Any], KindResults]], ...] = (
+    (VoteFlow, _vote),
+    (CodeFlow, _code),
+    (SubscriptionFlow, _subscription),
+    (SurveyFlow, _survey),
+    (OptoutFlow, _optout),
+    (ReplyFlow, _reply),
+    (FallbackFlow, _fallback),
+)
+
+
+class Entries(msgspec.Struct, frozen=True):
+    """A flow's entries (votes, redemptions, ...) as a table: column names and rows, oldest first."""
+
+    columns: list[str]
+    rows: list[tuple[Any, ...]]
+
+
+def _table(model: type[DeclarativeBase]) -> Table:
+    table = model.__table__
+    assert isinstance(table, Table)
+    return table
+
+
+# The table holding each kind's entries; other kinds export their events.
+_ENTRIES = {
+    "vote": _table(Vote),
+    "code": _table(Redemption),
+    "subscription": _table(Subscription),
+    "survey": _table(SurveyAnswer),
+}
+
+
+def flow_entries(conn: Connection, flow: LoadedFlow) -> Entries:
+    table = _ENTRIES.get(flow.kind, _table(FlowEvent))
+    mine = table.c.flow_id == flow.id
+    if isinstance(flow.definition, SubscriptionFlow):  # a list may be fed by several flows: all of it
+        mine = table.c.list_id == flow.definition.list_id
+    rows = conn.execute(select(table).where(mine).order_by(*table.primary_key.columns)).all()
+    return Entries([c.name for c in table.columns], [tuple(r) for r in rows])
+
+
+def write_csv(out: TextIO, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    """UTC times in ISO 8601, empty cells for missing values."""
+    writer = csv.writer(out)
+    writer.writerow(columns)
+    for row in rows:
+        writer.writerow(["" if v is None else v.isoformat() if isinstance(v, datetime) else v for v in row])
