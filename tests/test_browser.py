@@ -132,8 +132,16 @@ async def test_sign_in_watch_the_tally_switch_language_and_sign_out(
         await expect(page.locator("tbody tr").first).to_contain_text("session.login")
         await page.screenshot(path=shots / "audit.png")
 
+        await page.click("nav >> text=Users")
+        await page.fill("form[action='/users'] input[name=name]", "marek")
+        await page.select_option("form[action='/users'] select[name=role]", "operator")
+        await page.fill("form[action='/users'] input[name=password]", "marek's password")
+        await page.click("text=Add user")
+        await expect(page.locator(".notice.ok")).to_contain_text("User marek added")
+        await page.screenshot(path=shots / "users.png")
+
         await page.click("a[hreflang=pl]")
-        await expect(page.locator("h1")).to_have_text("Dziennik zmian")
+        await expect(page.locator("h1")).to_have_text("Użytkownicy")  # the same page, in Polish
         await page.click("nav >> text=Przegląd")
         await expect(page.locator(".figure").first).to_contain_text("Odebrane dziś")
         await page.screenshot(path=shots / "overview-pl.png", full_page=True)

@@ -14,14 +14,17 @@ from litestar.response import ServerSentEvent, ServerSentEventMessage, Template
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.dashboard.auth import require
-from app.dashboard.live import TallyHub
+from app.dashboard.counting import MinuteCounter
+from app.dashboard.live import hub_of
+from app.db.campaign_models import Vote
 from app.db.models import utcnow
 from app.flows.live import LiveFlows
 from app.flows.loader import LoadedFlow
 from app.reads.flow_log import flow_log
 from app.reads.overview import overview
 from app.reads.results import kind_results
-from app.reads.tally import Tally, activity, count_votes, make_tally
+from app.reads.series import PerMinute, unindexed, window
+from app.reads.tally import latest_votes
 
 
 def _flow(request: Request[Any, Any, Any], flow_id: str) -> LoadedFlow:
@@ -30,19 +33,6 @@ def _flow(request: Request[Any, Any, Any], flow_id: str) -> LoadedFlow:
     if flow is None:
         raise NotFoundException(f"No flow {flow_id!r} is loaded; the list of flows shows those that are.")
     return flow
-
-
-def _hub(request: Request[Any, Any, Any]) -> TallyHub:
-    hub: TallyHub | None = request.app.state.get("tally_hub")
-    if hub is None:
-        hub = request.app.state.tally_hub = TallyHub(request.app.state.engine)
-    return hub
-
-
-def _tally_now(conn: Any, flow: LoadedFlow) -> Tally:
-    vote = flow.definition.vote  # type: ignore[attr-defined]
-    counts, last = count_votes(conn, flow.id)
-    return make_tally(flow.id, list(vote.options), dict(vote.labels), counts, last, utcnow())
 
 
 class FlowsController(Controller):
@@ -54,9 +44,12 @@ class FlowsController(Controller):
         self, request: Request[Any, Any, Any], db_engine: NamedDependency[AsyncEngine]
     ) -> Template:
         live: LiveFlows = request.app.state.flows
+        flows = list(live.current.flows.values())
+        hub = hub_of(request)
+        figures = {f.id: (await hub.snapshot(f)).total for f in flows if f.kind == "vote"}
         now = utcnow()
         async with db_engine.connect() as conn:
-            summary = await conn.run_sync(lambda c: overview(c, list(live.current.flows.values()), now))
+            summary = await conn.run_sync(lambda c: overview(c, flows, now, figures))
         return Template(template_name="flows.html", context={"flows": summary.flows})
 
     @get("/{flow_id:str}", name="flow")
@@ -69,22 +62,28 @@ class FlowsController(Controller):
         async with db_engine.connect() as conn:
             context["log"] = await conn.run_sync(lambda c: flow_log(c, flow.id))
             if flow.kind == "vote":
-                context["tally"] = await conn.run_sync(lambda c: _tally_now(c, flow))
-                context["activity"] = await conn.run_sync(lambda c: activity(c, flow.id, now))
+                context["latest"] = await conn.run_sync(lambda c: latest_votes(c, flow.id))
             else:
-                found = await conn.run_sync(lambda c: kind_results(c, flow.definition))
-                context["results"] = msgspec.to_builtins(found)
+                kind = await conn.run_sync(lambda c: kind_results(c, flow.definition))
+                context["results"] = msgspec.to_builtins(kind)
+        if flow.kind == "vote":
+            hub = hub_of(request)
+            context["tally"] = await hub.snapshot(flow)
+            start, minutes = window(now, hours=1)
+            votes = hub.minute_counter(
+                f"votes {flow.id}",
+                lambda: MinuteCounter(Vote.id, Vote.created_at, unindexed(Vote.flow_id) == flow.id),
+            )
+            context["per_minute"] = PerMinute(
+                start, minutes, await votes.series(db_engine, start, minutes), []
+            )
         return Template(template_name="flow.html", context=context)
 
     @get("/{flow_id:str}/tally", name="flow-tally")
-    async def tally(
-        self, request: Request[Any, Any, Any], db_engine: NamedDependency[AsyncEngine], flow_id: FromPath[str]
-    ) -> Template:
+    async def tally(self, request: Request[Any, Any, Any], flow_id: FromPath[str]) -> Template:
         """The tally alone: what the live stream sends, for a page without it."""
         flow = _vote_flow(request, flow_id)
-        async with db_engine.connect() as conn:
-            tally = await conn.run_sync(lambda c: _tally_now(c, flow))
-        return Template(template_name="_tally.html", context={"tally": tally})
+        return Template(template_name="_tally.html", context={"tally": await hub_of(request).snapshot(flow)})
 
     @get("/{flow_id:str}/live", name="flow-live")
     async def live(self, request: Request[Any, Any, Any], flow_id: FromPath[str]) -> ServerSentEvent:
@@ -94,7 +93,7 @@ class FlowsController(Controller):
         template = engine.get_template("_tally.html")
 
         async def events() -> AsyncIterator[ServerSentEventMessage]:
-            async for tally in _hub(request).watch(flow):
+            async for tally in hub_of(request).watch(flow):
                 if tally is None:
                     yield ServerSentEventMessage(comment="still here")
                 else:

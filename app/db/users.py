@@ -6,8 +6,6 @@ carries the old version stops working on its next request, on every worker.
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import func, select
@@ -110,11 +108,10 @@ async def set_active(session: AsyncSession, name: str, active: bool, *, actor: s
 
 
 async def set_role(session: AsyncSession, name: str, role: str, *, actor: str) -> User:
-    """Give ``name`` another role; it holds from their next request (the role is read each time)."""
     check_role(role)
     user = await require(session, name)
     before, user.role = user.role, role
-    record(session, actor=actor, action="users.role", target=name, detail={"role": role, "was": before})
+    record(session, actor=actor, action="users.role", target=name, detail={"from": before, "to": role})
     return user
 
 
@@ -124,7 +121,3 @@ async def list_users(session: AsyncSession) -> list[User]:
 
 async def count(session: AsyncSession) -> int:
     return int(await session.scalar(select(func.count()).select_from(User)) or 0)
-
-
-def last_login(user: User) -> datetime | None:
-    return user.last_login_at
