@@ -34,6 +34,9 @@ async def test_a_quarantined_request_is_repaired_re_ingested_and_answered(
             assert page.status_code == 200
             assert "not-a-phone" in page.text and f'href="/failures/quarantine/{qid}"' in page.text
             assert "<script>alert(1)" not in page.text
+            export = await client.get("/failures/quarantine.csv")
+            assert export.headers["content-type"].startswith("text/csv")
+            assert "not-a-phone" in export.text and export.text.count("\n") == 2  # header and the request
             repair = await client.get(f"/failures/quarantine/{qid}")
             assert 'name="sender" value="not-a-phone"' in repair.text
             fields = {k: form[k] for k in ("number", "text", "sms_id", "smcsc", "time", "ext_id")}

@@ -15,13 +15,14 @@ from litestar.di import NamedDependency
 from litestar.enums import RequestEncodingType
 from litestar.exceptions import ClientException, NotFoundException
 from litestar.params import Body, FromPath, FromQuery
-from litestar.response import Redirect, Template
+from litestar.response import Redirect, Stream, Template
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from app.dashboard import i18n
 from app.dashboard.actions import audit, done_of, done_redirect
 from app.dashboard.auth import require
+from app.dashboard.exports import csv_stream, pages_of
 from app.dashboard.i18n import N_
 from app.db.models import InboundMessage
 from app.flows.live import LiveFlows
@@ -30,9 +31,11 @@ from app.ingest import quarantine
 from app.mobitex.mo_form import FIELDS
 from app.outbox.requeue import count_failed, failed_reasons, requeue_failed
 from app.reads.failures import failures, quarantined
+from app.reads.messages import list_quarantine
 from app.settings import Settings
 
 Form = Body(media_type=RequestEncodingType.URL_ENCODED)
+QUARANTINE_COLUMNS = ("id", "received_at", "client_ip", "content_type", "reason", "raw_text", "status")
 
 
 class RepairForm(msgspec.Struct):
@@ -79,6 +82,16 @@ class FailuresController(Controller):
             template_name="failures.html",
             context={"f": found, "reasons": reasons, "done": await done_of(db_session, request, done)},
         )
+
+    @get("/quarantine.csv", name="quarantine-export")
+    async def quarantine_csv(self, db_engine: NamedDependency[AsyncEngine]) -> Stream:
+        """Every held request, newest first, with its raw body as text."""
+        rows = pages_of(
+            db_engine,
+            lambda c, cursor: list_quarantine(c, status="held", limit=1000, before=cursor),
+            QUARANTINE_COLUMNS,
+        )
+        return csv_stream("quarantine.csv", QUARANTINE_COLUMNS, rows)
 
     @get("/quarantine/{qid:int}", name="quarantined")
     async def held(
