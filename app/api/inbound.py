@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import datetime
 from typing import Annotated, Literal
 
-from litestar import Controller, Request, get, post
-from litestar.datastructures import State
+from litestar import Controller, get, post
 from litestar.di import NamedDependency
-from litestar.exceptions import ClientException, NotFoundException
 from litestar.params import FromPath, JSONBody, QueryParameter
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -20,8 +16,9 @@ from app.api.params import Cursor, Limit, RowId
 from app.api.schema import BEARER
 from app.api.schemas import InboundOut, InboundPage, QuarantineOut, QuarantinePage, Repair
 from app.db.models import INBOUND_STATUSES, QUARANTINE_STATUSES
-from app.flows.live import LiveFlows
+from app.errors import InvalidRequest, NotFound
 from app.ingest import quarantine
+from app.ingest.writer import GroupWriter
 from app.mobitex.mo_form import normalise_number
 from app.reads.messages import inbound_message, list_inbound, list_quarantine, quarantined_request
 from app.settings import Settings
@@ -53,9 +50,9 @@ class InboundController(Controller):
         cursor: Cursor = None,
     ) -> InboundPage:
         if status is not None and status not in INBOUND_STATUSES:
-            raise ClientException(f"status must be one of {', '.join(INBOUND_STATUSES)}")
+            raise InvalidRequest(f"status must be one of {', '.join(INBOUND_STATUSES)}")
         if since is not None and since.tzinfo is None:
-            raise ClientException("since needs a timezone, e.g. 2026-12-01T20:00:00+01:00 or ...Z")
+            raise InvalidRequest("since needs a timezone, e.g. 2026-12-01T20:00:00+01:00 or ...Z")
         return await read(
             db_session,
             list_inbound,
@@ -74,7 +71,7 @@ class InboundController(Controller):
     ) -> InboundOut:
         msg = await read(db_session, inbound_message, sms_id)
         if msg is None:
-            raise NotFoundException(f"no inbound message with sms_id {sms_id!r}")
+            raise NotFound(f"no inbound message with sms_id {sms_id!r}")
         return msg
 
     @get("/quarantine", summary="Requests that did not validate, newest first")
@@ -86,7 +83,7 @@ class InboundController(Controller):
         cursor: Cursor = None,
     ) -> QuarantinePage:
         if status is not None and status not in QUARANTINE_STATUSES:
-            raise ClientException(f"status must be one of {', '.join(QUARANTINE_STATUSES)}")
+            raise InvalidRequest(f"status must be one of {', '.join(QUARANTINE_STATUSES)}")
         return await read(db_session, list_quarantine, status=status, limit=limit, before=cursor)
 
     @post("/quarantine/{qid:int}/reingest", status_code=200, summary="Repair and re-ingest a request")
@@ -94,41 +91,26 @@ class InboundController(Controller):
         self,
         db_session: NamedDependency[AsyncSession],
         settings: NamedDependency[Settings],
-        request: Request[object, object, State],
+        writer: NamedDependency[GroupWriter],
         qid: RowId,
         data: JSONBody[Repair | None] = None,
     ) -> InboundOut:
         """Decode the kept raw body, apply the corrected fields, validate, and store the message.
 
-        The message and the quarantine entry's new status are written in one transaction.
+        It is stored the way the webhook stores one (the group-commit writer, the flows in the
+        same transaction, the dispatcher woken for their replies); the quarantine entry's new
+        status is written in that same transaction.
         """
-        live: LiveFlows = request.app.state.flows
         repair = data.fields if data is not None else {}
-        with _answered():
-            sms_id = await quarantine.reingest(db_session, live.current, qid, repair, settings.mo_max_text)
-        await db_session.commit()
+        sms_id = await quarantine.reingest(db_session, writer, qid, repair, settings.mo_max_text)
         stored = await read(db_session, inbound_message, sms_id)
         assert stored is not None
         return stored
 
     @post("/quarantine/{qid:int}/discard", status_code=200, summary="Mark a quarantined request as handled")
     async def discard(self, db_session: NamedDependency[AsyncSession], qid: RowId) -> QuarantineOut:
-        with _answered():
-            await quarantine.discard(db_session, qid)
+        await quarantine.discard(db_session, qid)
         await db_session.commit()
         resolved = await read(db_session, quarantined_request, qid)
         assert resolved is not None
         return resolved
-
-
-@contextmanager
-def _answered() -> Iterator[None]:
-    """Quarantine errors as HTTP answers: 404 unknown, 409 resolved already, 400 still invalid."""
-    try:
-        yield
-    except quarantine.NoSuchRequest as exc:
-        raise NotFoundException(str(exc)) from None
-    except quarantine.AlreadyResolved as exc:
-        raise ClientException(str(exc), status_code=409) from None
-    except quarantine.StillInvalid as exc:
-        raise ClientException(str(exc)) from None

@@ -28,6 +28,7 @@ from app.db.models import InboundMessage
 from app.flows.live import LiveFlows
 from app.flows.replay import replay, replay_message
 from app.ingest import quarantine
+from app.ingest.writer import GroupWriter
 from app.mobitex.mo_form import FIELDS
 from app.outbox.requeue import count_failed, failed_reasons, requeue_failed
 from app.reads.failures import failures, quarantined
@@ -114,9 +115,8 @@ class FailuresController(Controller):
     ) -> Template | Redirect:
         repair = {name: getattr(data, name).strip() for name in FIELDS}
         try:
-            sms_id = await quarantine.reingest(
-                db_session, _flows(request).current, qid, repair, settings.mo_max_text
-            )
+            writer: GroupWriter = request.app.state.writer
+            sms_id = await quarantine.reingest(db_session, writer, qid, repair, settings.mo_max_text)
         except quarantine.StillInvalid as exc:
             await db_session.rollback()
             tr = i18n.translations(i18n.locale_of(request)).gettext

@@ -22,12 +22,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from app.dashboard.actions import audit, done_of, done_redirect
 from app.dashboard.auth import require
 from app.db.models import Contact, utcnow
-from app.errors import SmsflowsError
+from app.errors import InvalidSend, SmsflowsError
+from app.flows.broadcast import BroadcastReport, broadcast, list_names, plan
 from app.flows.live import LiveFlows
 from app.mobitex.encoding import SmsEncoding
 from app.mobitex.mo_form import normalise_number
-from app.outbox.broadcast import BroadcastReport, broadcast, list_names, plan
-from app.outbox.sending import InvalidSend, NewMessage, check_message, queue
+from app.outbox.sending import NewMessage, check_message, queue
 
 
 class SendForm(msgspec.Struct):
@@ -122,7 +122,9 @@ class SendController(Controller):
             live: LiveFlows = request.app.state.flows
             message = NewMessage(to=data.to, text=data.text, idempotency_key=key)
             now = utcnow()
-            queued = await db_session.run_sync(lambda s: queue(s.connection(), message, now, live.current))
+            queued = await db_session.run_sync(
+                lambda s: queue(s.connection(), message, now, live.current.flows)
+            )
             entry = audit(
                 db_session,
                 request,
