@@ -20,24 +20,30 @@ $(BIN)/.installed: pyproject.toml
 # webhook. The loopback address may post MO messages (so `smsflows simulate` works), the API
 # answers to the token "dev", and the dashboard has a user "dev" with the password "dev-password".
 # Production sets its own SMSFLOWS_* values and users (docs/dashboard.md).
+# The values are written to $(RUN_ENV) while the service runs, so that every smsflows command run
+# beside it (send, broadcast, balance) reads the same settings; the file goes when `make run` stops.
 FAKE_PORT ?= 8099
+RUN_ENV   := var/make-run.env
 
 run: $(BIN)/.installed
+	@mkdir -p var && umask 077 && { \
+		echo "# written by make run for the service and the smsflows commands beside it; removed when it stops"; \
+		echo "SMSFLOWS_MO_ALLOWED_IPS=$${SMSFLOWS_MO_ALLOWED_IPS:-127.0.0.1,213.5.10.19,213.5.10.22}"; \
+		echo "SMSFLOWS_API_TOKEN=$${SMSFLOWS_API_TOKEN:-dev}"; \
+		echo "SMSFLOWS_SCHEMA=$${SMSFLOWS_SCHEMA:-open}"; \
+		echo "SMSFLOWS_MOBITEX_URL=$${SMSFLOWS_MOBITEX_URL:-http://127.0.0.1:$(FAKE_PORT)/sms.php}"; \
+		echo "SMSFLOWS_MOBITEX_USER=$${SMSFLOWS_MOBITEX_USER:-smsflows}"; \
+		echo "SMSFLOWS_MOBITEX_PASSWORD=$${SMSFLOWS_MOBITEX_PASSWORD:-smsflows}"; \
+		echo "SMSFLOWS_MOBITEX_FROM=$${SMSFLOWS_MOBITEX_FROM:-70120}"; \
+		echo "SMSFLOWS_ACTION_SECRET=$${SMSFLOWS_ACTION_SECRET:-dev-secret}"; \
+		echo "SMSFLOWS_SESSION_SECRET=$${SMSFLOWS_SESSION_SECRET:-dev-session-secret}"; \
+	} > $(RUN_ENV)
 	@$(BIN)/smsflows fake-mobitex --host 127.0.0.1 --port $(FAKE_PORT) \
 		--webhook http://127.0.0.1:$(PORT)/mobitex/mo --retry-interval 10 & fake=$$!; \
-	trap 'kill $$fake 2>/dev/null' EXIT INT TERM; \
-	SMSFLOWS_MO_ALLOWED_IPS="$${SMSFLOWS_MO_ALLOWED_IPS:-127.0.0.1,213.5.10.19,213.5.10.22}" \
-	SMSFLOWS_API_TOKEN="$${SMSFLOWS_API_TOKEN:-dev}" \
-	SMSFLOWS_SCHEMA="$${SMSFLOWS_SCHEMA:-open}" \
-	SMSFLOWS_MOBITEX_URL="$${SMSFLOWS_MOBITEX_URL:-http://127.0.0.1:$(FAKE_PORT)/sms.php}" \
-	SMSFLOWS_MOBITEX_USER="$${SMSFLOWS_MOBITEX_USER:-smsflows}" \
-	SMSFLOWS_MOBITEX_PASSWORD="$${SMSFLOWS_MOBITEX_PASSWORD:-smsflows}" \
-	SMSFLOWS_MOBITEX_FROM="$${SMSFLOWS_MOBITEX_FROM:-70120}" \
-	SMSFLOWS_ACTION_SECRET="$${SMSFLOWS_ACTION_SECRET:-dev-secret}" \
-	SMSFLOWS_SESSION_SECRET="$${SMSFLOWS_SESSION_SECRET:-dev-session-secret}" \
-	sh -c 'printf "dev-password\n" | $(BIN)/smsflows users add dev --role admin --password-stdin --exists-ok >/dev/null && \
-		echo "dashboard: http://$(HOST):$(PORT)/  user dev, password dev-password (admin)" && \
-		exec $(BIN)/smsflows serve --host $(HOST) --port $(PORT)'
+	trap 'kill $$fake 2>/dev/null; rm -f $(RUN_ENV)' EXIT INT TERM; \
+	printf "dev-password\n" | $(BIN)/smsflows users add dev --role admin --password-stdin --exists-ok >/dev/null && \
+	echo "dashboard: http://$(HOST):$(PORT)/  user dev, password dev-password (admin)" && \
+	$(BIN)/smsflows serve --host $(HOST) --port $(PORT)
 
 # pytest's exit code 5 means "no tests collected", which is not a failure of the code.
 test: $(BIN)/.installed lint

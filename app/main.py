@@ -6,50 +6,38 @@ import asyncio
 import gc
 import logging
 import signal
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 from litestar import Litestar
 from litestar.datastructures import State
-from litestar.di import Provide
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from litestar.middleware import DefineMiddleware
 
+from app.api.deps import DEPENDENCIES
+from app.api.errors import EXCEPTION_HANDLERS
 from app.api.failures import unexpected_error
 from app.api.flows import FlowsController
 from app.api.health import health, ready
 from app.api.inbound import InboundController
 from app.api.messages import MessagesController
+from app.api.metrics import metrics_routes
 from app.api.outbox import OutboxController
 from app.api.schema import openapi_config
 from app.dashboard import dashboard, not_found
 from app.db.engine import create_engine, create_sqlite_writer_engine, session_factory
 from app.db.migrate import prepare_schema
 from app.flows.live import LiveFlows
+from app.ingest.gate import DatabaseGate
 from app.ingest.webhook import mo_webhook
 from app.ingest.writer import GroupWriter
 from app.logs import configure_logging
+from app.metrics import MoMetrics
 from app.outbox.actions import ActionDeliverer
 from app.outbox.dispatcher import Dispatcher
 from app.settings import Settings, load_settings
 
 log = logging.getLogger("smsflows")
-
-
-async def _db_session(state: State) -> AsyncGenerator[AsyncSession, None]:
-    sessions: async_sessionmaker[AsyncSession] = state.sessions
-    async with sessions() as session:
-        yield session
-
-
-def _settings(state: State) -> Settings:
-    settings: Settings = state.settings
-    return settings
-
-
-def _engine(state: State) -> AsyncEngine:
-    engine: AsyncEngine = state.engine
-    return engine
 
 
 def _reload_on_sighup(flows: LiveFlows) -> None:
@@ -84,6 +72,7 @@ def create_app(settings: Settings) -> Litestar:
             if actions is not None:
                 await actions.start()
             app.state.dispatcher = dispatcher
+            app.state.db_gate = gate = DatabaseGate(engine)
             app.state.engine, app.state.writer, app.state.flows = engine, writer, flows
             _reload_on_sighup(flows)
             app.state.sessions = session_factory(engine)
@@ -94,6 +83,7 @@ def create_app(settings: Settings) -> Litestar:
             try:
                 yield
             finally:
+                await gate.stop()
                 if actions is not None:
                     await actions.stop()
                 if dispatcher is not None:
@@ -115,16 +105,15 @@ def create_app(settings: Settings) -> Litestar:
             FlowsController,
             OutboxController,
             MessagesController,
+            *metrics_routes(settings),
         ],
-        dependencies={
-            "db_session": Provide(_db_session),
-            "settings": Provide(_settings, sync_to_thread=False),
-            "db_engine": Provide(_engine, sync_to_thread=False),
-        },
+        middleware=[DefineMiddleware(MoMetrics, mo_path=settings.mo_path)],
+        dependencies=DEPENDENCIES,
         template_config=pages.template_config,
-        # An unknown address: JSON under /api, the error page for people. Errors nothing else
-        # handled: logged with their traceback, answered with a clean 500.
-        exception_handlers={404: not_found, 500: unexpected_error},
+        # Domain errors: JSON with the status their class names. An unknown address: JSON under
+        # /api, the error page for people. Errors nothing else handled: logged with their
+        # traceback, answered with a clean 500.
+        exception_handlers={**EXCEPTION_HANDLERS, 404: not_found, 500: unexpected_error},
         lifespan=[lifespan],
         logging_config=None,  # app.logs configures logging once; Litestar's would reset the root level
         state=State({"settings": settings}),

@@ -29,6 +29,7 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     mo_max_text: int = 4096
     api_token: str | None = None
     schema: Literal["token", "open", "off"] = "token"
+    metrics: Literal["token", "open", "off"] = "token"
     host: str = "127.0.0.1"
     port: int = 8000
     request_timeout: float = 30.0
@@ -180,9 +181,17 @@ def read_env_file(path: Path) -> dict[str, str]:
     return values
 
 
+# `make run` writes the values it starts the service with here, and removes the file when it stops:
+# every smsflows command run beside it (send, broadcast, balance) then sees the service's settings.
+MAKE_RUN_ENV = Path("var/make-run.env")
+
+
 def load_settings(environ: Mapping[str, str] | None = None, env_file: Path | None = Path(".env")) -> Settings:
-    """Build Settings from the environment; the process environment wins over ``.env``."""
+    """Build Settings from the environment; the process environment wins over ``var/make-run.env``
+    (only there while `make run` runs), which wins over ``.env``. ``env_file=None`` reads no file."""
     merged: dict[str, str] = read_env_file(env_file) if env_file is not None else {}
+    if env_file is not None:
+        merged.update(read_env_file(env_file.parent / MAKE_RUN_ENV))
     merged.update(os.environ if environ is None else environ)
     fields = set(Settings.__struct_fields__)
     raw: dict[str, Any] = {}
@@ -198,7 +207,7 @@ def load_settings(environ: Mapping[str, str] | None = None, env_file: Path | Non
             raw[name] = None
         elif name in ("log_level", "sqlite_synchronous"):
             raw[name] = value.upper()
-        elif name in ("send_mode", "schema", "log_format"):
+        elif name in ("send_mode", "schema", "metrics", "log_format"):
             raw[name] = value.lower()
         else:
             raw[name] = value

@@ -35,7 +35,7 @@ from sqlalchemy.engine import make_url
 from app.db.engine import create_engine
 from app.db.migrate import upgrade
 from app.db.models import OutboxMessage
-from app.flows.engine import outbox_row
+from app.outbox.table import outbox_row
 from app.settings import load_settings
 
 USER, PASSWORD, SENDER = "bench", "bench-pass", "SMSFLOWS"

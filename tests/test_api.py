@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import logging
 import re
@@ -284,3 +285,15 @@ async def test_repair_with_an_unknown_field_name_is_refused(service: Service) ->
     resp = await service.api.post(f"/api/quarantine/{qid}/reingest", json={"fields": {"sms-id": "x"}})
     assert resp.status_code == 400
     assert "sms-id" in resp.json()["detail"]
+
+
+async def test_two_repairs_racing_store_the_message_once(service: Service) -> None:
+    async with httpx.AsyncClient() as client:
+        await client.post(service.mo_url, data={"number": "70120", "sender": "48600123456", "text": "x"})
+    qid = (await service.api.get("/api/quarantine")).json()["items"][0]["id"]
+    fields = {"sms_id": "e" * 32, "time": "1764540000"}
+    answers = await asyncio.gather(
+        *(service.api.post(f"/api/quarantine/{qid}/reingest", json={"fields": fields}) for _ in range(4))
+    )
+    assert sorted(a.status_code for a in answers) == [200, 409, 409, 409]
+    assert await service.scalar("SELECT deliveries FROM inbound_messages WHERE sms_id = :s", s="e" * 32) == 1

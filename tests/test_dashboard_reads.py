@@ -10,8 +10,8 @@ from pathlib import Path
 from sqlalchemy import insert, update
 
 from app.dashboard.live import TallyHub
-from app.db.campaign_models import Vote
 from app.db.engine import create_engine
+from app.db.flow_models import Vote
 from app.db.migrate import upgrade
 from app.db.models import InboundMessage
 from app.flows.loader import load_dir

@@ -26,12 +26,12 @@ from app.db.engine import create_engine
 from app.db.migrate import upgrade
 from app.db.models import OutboxMessage
 from app.errors import SettingsError
-from app.flows.engine import outbox_row
 from app.mobitex.fake_gateway import FakeGatewayConfig, fake_gateway_running
 from app.outbox.backoff import next_delay
 from app.outbox.claims import claim, finish
 from app.outbox.dispatcher import Dispatcher, Tick
 from app.outbox.limits import SendLimits, TokenBucket
+from app.outbox.table import outbox_row
 from app.settings import Settings
 from tests.conftest import make_settings, running, send_mo, write_flows
 

@@ -15,7 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from sqlalchemy import Connection, update
 
-from app.db.campaign_models import Conversation
+from app.db.flow_models import Conversation
 from app.errors import FlowFileError
 from app.flows.kinds.survey import SurveyFlow
 from app.flows.kinds.survey_steps import ChoiceStep, EmailStep, IntegerStep, PhoneStep, TextStep

@@ -1,4 +1,5 @@
-"""Every module imports on its own: commands such as `smsflows worker` start from one of them."""
+"""Every module imports on its own in a fresh interpreter (commands such as `smsflows worker` start
+from one of them): a smoke test that no module depends on another having been imported first."""
 
 from __future__ import annotations
 

@@ -15,8 +15,8 @@ from click.testing import CliRunner
 from sqlalchemy import insert
 
 from app.cli import main
-from app.db.campaign_models import Subscription
 from app.db.engine import create_engine
+from app.db.flow_models import Subscription
 from app.db.migrate import upgrade
 from app.db.models import Contact
 from tests.conftest import Service, make_settings, running
@@ -188,6 +188,20 @@ def rows(database_url: str, sql: str) -> list[Any]:
         return result
 
     return asyncio.run(read())
+
+
+def test_send_command_sees_the_settings_of_the_service_make_run_started(
+    cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    (tmp_path / "var").mkdir(exist_ok=True)
+    (tmp_path / "var" / "make-run.env").write_text(
+        "SMSFLOWS_MOBITEX_USER=smsflows\nSMSFLOWS_MOBITEX_PASSWORD=smsflows\n"
+        "SMSFLOWS_MOBITEX_URL=http://127.0.0.1:8099/sms.php\n"
+    )
+    result = smsflows(cli_env, "send", "--to", "600 123 456", "--text", "Wizyta?")
+    assert result.exit_code == 0, result.output
+    assert "the running service sends it" in result.stdout
+    assert "dry-run" not in result.stdout
 
 
 def test_send_command_queues_a_message(cli_env: dict[str, str], database_url: str) -> None:

@@ -79,3 +79,18 @@ def test_database_password_is_hidden_in_repr() -> None:
 
 def test_log_level_is_case_insensitive() -> None:
     assert load_settings({"SMSFLOWS_LOG_LEVEL": "debug"}, None).log_level == "DEBUG"
+
+
+def test_the_make_run_file_is_read_between_env_and_the_environment(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text("SMSFLOWS_API_TOKEN=from-env-file\nSMSFLOWS_PORT=8100\n")
+    (tmp_path / "var").mkdir()
+    (tmp_path / "var" / "make-run.env").write_text(
+        "# written by make run\nSMSFLOWS_API_TOKEN=dev\nSMSFLOWS_MOBITEX_USER=smsflows\n"
+        "SMSFLOWS_MOBITEX_PASSWORD=smsflows\nSMSFLOWS_SEND_RATE=5\n"
+    )
+    s = load_settings({"SMSFLOWS_SEND_RATE": "7"}, tmp_path / ".env")
+    assert s.api_token == "dev"  # make run's value wins over .env
+    assert s.port == 8100  # what make run does not set still comes from .env
+    assert s.send_rate == 7.0  # the process environment wins over both
+    assert s.sends_for_real  # as the service under make run: the CLI judges sending the same way
+    assert load_settings({}, None).api_token is None  # no files at all when asked for none

@@ -5,9 +5,12 @@ from __future__ import annotations
 import asyncio
 import itertools
 import re
+import subprocess
+import sys
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from urllib.parse import parse_qs, quote_from_bytes
 
 import msgspec
@@ -15,7 +18,7 @@ import pytest
 from click.testing import CliRunner
 
 from app.cli import main
-from app.mobitex.simulator import SimulationOptions, run_simulation
+from app.mobitex.simulator import ServiceUnreachable, SimulationOptions, run_simulation
 from tests.conftest import Service, free_port, make_settings, start_service
 
 POLISH = "Zażółć gęślą jaźń ĄĆĘŁŃÓŚŹŻ"
@@ -75,6 +78,10 @@ class ScriptedServer:
                     k.strip().lower(): v.strip() for k, _, v in (h.partition(":") for h in head[1:] if h)
                 }
                 body = await reader.readexactly(int(headers.get("content-length", "0")))
+                if method == "HEAD":  # the simulator checking that something listens, as the webhook
+                    writer.write(b"HTTP/1.1 405 Method Not Allowed\r\nContent-Length: 0\r\n\r\n")
+                    await writer.drain()
+                    continue
                 self.requests.append(Request(method, path, headers, body, time.monotonic()))
                 self.in_flight += 1
                 self.max_in_flight = max(self.max_in_flight, self.in_flight)
@@ -163,16 +170,27 @@ async def test_non_200_is_resent_with_the_same_body_every_retry_interval_until_a
     assert all(gap >= 0.19 for gap in gaps), gaps
 
 
-async def test_connection_refused_is_retried_until_the_service_comes_up() -> None:
-    port = free_port()
-    simulation = asyncio.create_task(run_simulation(options(f"http://127.0.0.1:{port}/mobitex/mo")))
-    await asyncio.sleep(0.5)
-    async with ScriptedServer(port=port) as server:
-        result = await simulation
-    assert result.acknowledged == 1
-    assert result.requests >= 2
-    assert result.refusals["ConnectError"] == result.requests - 1
-    assert len(server.requests) == 1
+async def test_nothing_listening_at_the_url_fails_at_once_saying_what_was_tried() -> None:
+    url = f"http://127.0.0.1:{free_port()}/mobitex/mo"
+    with pytest.raises(ServiceUnreachable) as refused:
+        await run_simulation(options(url))
+    message = str(refused.value)
+    assert message.startswith(f"nothing answers at {url} (ConnectError")
+    assert "smsflows serve" in message and "--url" in message
+
+
+def test_simulate_command_says_when_nothing_listens(tmp_path: Path) -> None:
+    url = f"http://127.0.0.1:{free_port()}/mobitex/mo"
+    result = subprocess.run(
+        [sys.executable, "-m", "app.cli", "simulate", "--url", url],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert f"Error: nothing answers at {url}" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 async def test_max_attempts_gives_up_and_counts_the_messages_failed() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from urllib.parse import quote_from_bytes
 
 import asyncpg
@@ -277,7 +278,11 @@ async def test_database_down_answers_503_and_recovers(pg_database: str) -> None:
             assert resp.status_code == 503
             assert resp.headers["retry-after"] == "180"
             await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
-            resp = await client.post(base + "/mobitex/mo", data=form)
+            for _ in range(400):  # resent as Mobitex does, until the service has seen it back
+                resp = await client.post(base + "/mobitex/mo", data=form)
+                if resp.status_code == 200:
+                    break
+                await asyncio.sleep(0.05)
             assert resp.status_code == 200
     finally:
         await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
@@ -293,3 +298,47 @@ async def test_database_down_answers_503_and_recovers(pg_database: str) -> None:
         ).scalar()
     await engine.dispose()
     assert stored == 1
+
+
+@pytest.mark.postgres
+async def test_database_known_down_is_answered_503_at_once_and_logged_once(
+    pg_database: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """After the first failed write no request waits for the database; one line starts the outage,
+    one ends it with the count of requests refused."""
+    settings = make_settings(pg_database)
+    name = make_url(pg_database).database
+    admin = await asyncpg.connect(_pg_dsn(pg_database).rsplit("/", 1)[0] + "/test")
+    caplog.set_level(logging.INFO, logger="smsflows")
+    server, task, base = await start_service(settings)
+    refused = 0
+    try:
+        async with httpx.AsyncClient() as client:
+            await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+            await admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", name
+            )
+            for _ in range(30):
+                resp = await client.post(base + "/mobitex/mo", data=mo_form())
+                assert resp.status_code == 503
+                assert resp.headers["retry-after"] == "180"
+                refused += 1
+            await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+            for _ in range(400):  # as Mobitex would, until the probe has seen the database back
+                resp = await client.post(base + "/mobitex/mo", data=mo_form())
+                if resp.status_code == 200:
+                    break
+                refused += 1
+                await asyncio.sleep(0.05)
+            assert resp.status_code == 200
+    finally:
+        await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+        await admin.close()
+        server.should_exit = True
+        await task
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len([e for e in errors if e.startswith("database unavailable")]) == 1, errors
+    assert len([e for e in errors if e.startswith("database write failed")]) <= 1, errors
+    back = [r.getMessage() for r in caplog.records if r.getMessage().startswith("database back after")]
+    assert len(back) == 1
+    assert f": {refused} MO request(s) were answered 503 meanwhile" in back[0]

@@ -12,7 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from app.db.engine import create_engine
 from app.db.migrate import upgrade
 from app.db.models import utcnow
-from app.errors import DatabaseUnavailable
+from app.errors import Conflict, DatabaseUnavailable
 from app.ingest.writer import GroupWriter
 from app.mobitex.mo_form import parse_mo
 from tests.conftest import Service, make_settings, mo_form
@@ -78,3 +78,28 @@ async def test_stopped_writer_refuses_with_database_unavailable(writer: tuple[Gr
     await w.stop()
     with pytest.raises(DatabaseUnavailable):
         await _store(w)
+
+
+async def test_a_message_repaired_from_a_request_no_longer_held_is_refused_alone(
+    writer: tuple[GroupWriter, Service],
+) -> None:
+    w, svc = writer
+    await w.quarantine(
+        raw_body=b"x", content_type=None, client_ip="127.0.0.1", reason="bad", received_at=utcnow()
+    )
+    qid = await svc.scalar("SELECT id FROM quarantine")
+    repaired = parse_mo(mo_form(), max_text=4096)
+    first = w.store_message(
+        repaired, raw_body=b"x", charset="utf-8", client_ip="127.0.0.1", received_at=utcnow(), resolves=qid
+    )
+    second = w.store_message(
+        repaired, raw_body=b"x", charset="utf-8", client_ip="127.0.0.1", received_at=utcnow(), resolves=qid
+    )
+    results = await asyncio.gather(first, second, _store(w), return_exceptions=True)
+    assert results[0] is None and results[2] is None
+    assert isinstance(results[1], Conflict)
+    assert await svc.scalar("SELECT status FROM quarantine WHERE id = :q", q=qid) == "reingested"
+    assert await svc.scalar("SELECT count(*) FROM inbound_messages") == 2
+    assert (
+        await svc.scalar("SELECT deliveries FROM inbound_messages WHERE sms_id = :s", s=repaired.sms_id) == 1
+    )

@@ -5,10 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from litestar import Controller, Request, get, post
-from litestar.datastructures import State
+from litestar import Controller, get, post
 from litestar.di import NamedDependency
-from litestar.exceptions import ClientException, NotFoundException
 from litestar.params import FromPath, JSONBody, QueryParameter
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -19,10 +17,8 @@ from app.api.params import Cursor, Limit, RowId
 from app.api.schema import BEARER
 from app.api.schemas import InboundOut, InboundPage, QuarantineOut, QuarantinePage, Repair
 from app.db.models import INBOUND_STATUSES, QUARANTINE_STATUSES, QuarantinedRequest, utcnow
-from app.errors import InvalidMessage
-from app.flows.engine import process_new
-from app.flows.live import LiveFlows
-from app.ingest.writer import message_row, upsert_statement
+from app.errors import Conflict, InvalidMessage, InvalidRequest, NotFound
+from app.ingest.writer import GroupWriter
 from app.mobitex.mo_form import FIELDS, decode_body, normalise_number, parse_mo
 from app.reads.messages import inbound_message, list_inbound, list_quarantine, quarantined_request
 from app.settings import Settings
@@ -54,9 +50,9 @@ class InboundController(Controller):
         cursor: Cursor = None,
     ) -> InboundPage:
         if status is not None and status not in INBOUND_STATUSES:
-            raise ClientException(f"status must be one of {', '.join(INBOUND_STATUSES)}")
+            raise InvalidRequest(f"status must be one of {', '.join(INBOUND_STATUSES)}")
         if since is not None and since.tzinfo is None:
-            raise ClientException("since needs a timezone, e.g. 2026-12-01T20:00:00+01:00 or ...Z")
+            raise InvalidRequest("since needs a timezone, e.g. 2026-12-01T20:00:00+01:00 or ...Z")
         return await read(
             db_session,
             list_inbound,
@@ -75,7 +71,7 @@ class InboundController(Controller):
     ) -> InboundOut:
         msg = await read(db_session, inbound_message, sms_id)
         if msg is None:
-            raise NotFoundException(f"no inbound message with sms_id {sms_id!r}")
+            raise NotFound(f"no inbound message with sms_id {sms_id!r}")
         return msg
 
     @get("/quarantine", summary="Requests that did not validate, newest first")
@@ -87,7 +83,7 @@ class InboundController(Controller):
         cursor: Cursor = None,
     ) -> QuarantinePage:
         if status is not None and status not in QUARANTINE_STATUSES:
-            raise ClientException(f"status must be one of {', '.join(QUARANTINE_STATUSES)}")
+            raise InvalidRequest(f"status must be one of {', '.join(QUARANTINE_STATUSES)}")
         return await read(db_session, list_quarantine, status=status, limit=limit, before=cursor)
 
     @post("/quarantine/{qid:int}/reingest", status_code=200, summary="Repair and re-ingest a request")
@@ -95,15 +91,18 @@ class InboundController(Controller):
         self,
         db_session: NamedDependency[AsyncSession],
         settings: NamedDependency[Settings],
-        request: Request[object, object, State],
+        writer: NamedDependency[GroupWriter],
         qid: RowId,
         data: JSONBody[Repair | None] = None,
     ) -> InboundOut:
         """Decode the kept raw body, apply the corrected fields, validate, and store the message.
 
-        The message and the quarantine entry's new status are written in one transaction.
+        It is stored the way the webhook stores one (the group-commit writer, the flows in the
+        same transaction, the dispatcher woken for their replies); the quarantine entry's new
+        status is written in that same transaction.
         """
         held = await _held(db_session, qid)
+        await db_session.commit()  # nothing held open while the writer works
         try:
             fields, charset = decode_body(held.raw_body, held.content_type)
         except InvalidMessage:
@@ -111,27 +110,22 @@ class InboundController(Controller):
         if data is not None:
             unknown = sorted(set(data.fields) - set(FIELDS))
             if unknown:
-                raise ClientException(
+                raise InvalidRequest(
                     f"unknown field(s) {', '.join(unknown)}; MO fields are {', '.join(FIELDS)}"
                 )
             fields.update(data.fields)
         try:
             msg = parse_mo(fields, settings.mo_max_text)
         except InvalidMessage as exc:
-            raise ClientException(f"still invalid after repair: {exc}; send corrected fields") from None
-        row = message_row(
+            raise InvalidRequest(f"still invalid after repair: {exc}; send corrected fields") from None
+        await writer.store_message(
             msg,
             raw_body=held.raw_body,
             charset=charset,
             client_ip=held.client_ip,
             received_at=held.received_at,
+            resolves=held.id,
         )
-        await _resolve(db_session, held, "reingested", msg.sms_id)
-        await db_session.execute(upsert_statement(db_session.get_bind().dialect.name), [row])
-        # The repaired message meets the flows like any other, in the same transaction.
-        live: LiveFlows = request.app.state.flows
-        await db_session.run_sync(lambda sync: process_new(sync.connection(), live.current, [msg.sms_id]))
-        await db_session.commit()
         stored = await read(db_session, inbound_message, msg.sms_id)
         assert stored is not None
         return stored
@@ -139,30 +133,24 @@ class InboundController(Controller):
     @post("/quarantine/{qid:int}/discard", status_code=200, summary="Mark a quarantined request as handled")
     async def discard(self, db_session: NamedDependency[AsyncSession], qid: RowId) -> QuarantineOut:
         held = await _held(db_session, qid)
-        await _resolve(db_session, held, "discarded", None)
+        result = await db_session.execute(
+            update(QuarantinedRequest)
+            .where(QuarantinedRequest.id == held.id, QuarantinedRequest.status == "held")
+            .values(status="discarded", resolved_at=utcnow())
+            .execution_options(synchronize_session=False)
+        )
+        if result.rowcount != 1:  # type: ignore[attr-defined]  # SQLite has no row locks
+            raise Conflict(f"quarantined request {qid} was resolved meanwhile")
         await db_session.commit()
         resolved = await read(db_session, quarantined_request, qid)
         assert resolved is not None
         return resolved
 
 
-async def _resolve(session: AsyncSession, held: QuarantinedRequest, status: str, sms_id: str | None) -> None:
-    """Move a held request on, but only if nobody else did meanwhile (SQLite has no row locks)."""
-    result = await session.execute(
-        update(QuarantinedRequest)
-        .where(QuarantinedRequest.id == held.id, QuarantinedRequest.status == "held")
-        .values(status=status, sms_id=sms_id, resolved_at=utcnow())
-        .execution_options(synchronize_session=False)
-    )
-    if result.rowcount != 1:  # type: ignore[attr-defined]
-        await session.rollback()
-        raise ClientException(f"quarantined request {held.id} was resolved meanwhile", status_code=409)
-
-
-async def _held(session: AsyncSession, qid: RowId) -> QuarantinedRequest:
-    held = await session.get(QuarantinedRequest, qid, with_for_update=True)
+async def _held(session: AsyncSession, qid: int) -> QuarantinedRequest:
+    held = await session.get(QuarantinedRequest, qid)
     if held is None:
-        raise NotFoundException(f"no quarantined request {qid}")
+        raise NotFound(f"no quarantined request {qid}")
     if held.status != "held":
-        raise ClientException(f"quarantined request {qid} is already {held.status}", status_code=409)
+        raise Conflict(f"quarantined request {qid} is already {held.status}")
     return held

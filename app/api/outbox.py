@@ -6,7 +6,6 @@ from typing import Annotated
 
 from litestar import Controller, get
 from litestar.di import NamedDependency
-from litestar.exceptions import ClientException
 from litestar.params import QueryParameter
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -16,6 +15,7 @@ from app.api.params import Cursor, Limit
 from app.api.schema import BEARER
 from app.api.schemas import OutboxPage
 from app.db.models import OUTBOX_STATUSES
+from app.errors import InvalidRequest
 from app.mobitex.mo_form import normalise_number
 from app.reads.messages import list_outbox
 
@@ -39,7 +39,7 @@ class OutboxController(Controller):
         cursor: Cursor = None,
     ) -> OutboxPage:
         if status is not None and status not in OUTBOX_STATUSES:
-            raise ClientException(f"status must be one of {', '.join(OUTBOX_STATUSES)}")
+            raise InvalidRequest(f"status must be one of {', '.join(OUTBOX_STATUSES)}")
         return await read(
             db_session,
             list_outbox,

@@ -1,4 +1,4 @@
-"""``send`` and ``broadcast``: messages from applications and to subscription lists."""
+"""``send`` and ``broadcast``: messages from the command line, one or to a subscription list."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ def send(
       smsflows send --to 48600123456 --text "Wizyta jutro 10:00. Odpisz TAK lub NIE." \\
         --tag visit --data '{"visit": 1234}'
     """
-    from app.outbox.broadcast import new_message, run_send, send_note
+    from app.cli.sending import new_message, run_send, send_note
 
     settings = cli_settings()
     message = new_message(to, text, tag=tag, data=data, expires_at=expires_at, key=idempotency_key)
@@ -69,7 +69,8 @@ def broadcast(
       smsflows broadcast nowosci --text "Nowy odcinek w piątek o 20:00!" --dry-run
     """
     from app.cli.progress import recipients_progress
-    from app.outbox.broadcast import new_message, run_broadcast, send_note
+    from app.cli.sending import new_message, send_note
+    from app.flows.broadcast import run_broadcast
 
     settings = cli_settings()
     message = new_message("", text, tag=tag, data=data, expires_at=expires_at, key=idempotency_key)

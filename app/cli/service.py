@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
+import tempfile
+from pathlib import Path
 
 import click
 
@@ -23,6 +26,7 @@ def serve(host: str | None, port: int | None, workers: int) -> None:
     """
     import uvicorn
 
+    from app.metrics import prepare_multiprocess
     from app.server import server_options
 
     settings = cli_settings()
@@ -30,14 +34,21 @@ def serve(host: str | None, port: int | None, workers: int) -> None:
     settings.refuse_dev_secrets(host)
     configure_logging(settings)
     asyncio.run(_prepare_database(settings))
-    uvicorn.run(
-        "app.main:app_from_env",
-        factory=True,
-        host=host,
-        port=port or settings.port,
-        workers=workers,
-        **server_options(settings),
-    )
+    counts = Path(tempfile.mkdtemp(prefix="smsflows-metrics-")) if workers > 1 else None
+    if counts is not None:
+        prepare_multiprocess(counts)  # one /metrics scrape adds up every worker's counts
+    try:
+        uvicorn.run(
+            "app.main:app_from_env",
+            factory=True,
+            host=host,
+            port=port or settings.port,
+            workers=workers,
+            **server_options(settings),
+        )
+    finally:
+        if counts is not None:
+            shutil.rmtree(counts, ignore_errors=True)
 
 
 async def _prepare_database(settings: Settings) -> None:

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from app.dashboard.auth import require
 from app.dashboard.counting import MinuteCounter
 from app.dashboard.live import hub_of
-from app.db.campaign_models import Vote
+from app.db.flow_models import Vote
 from app.db.models import utcnow
 from app.flows.live import LiveFlows
 from app.flows.loader import LoadedFlow

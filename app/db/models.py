@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
+from zoneinfo import ZoneInfo
 
+import msgspec
 from sqlalchemy import (
     BigInteger,
     CheckConstraint,
@@ -20,6 +22,11 @@ from sqlalchemy import (
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
+
+WARSAW = ZoneInfo("Europe/Warsaw")  # times are stored in UTC and shown in Warsaw time
+# Names that end up in String(64) columns, checked where they come in (flow files, the API).
+FlowId = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
+Tag = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
 
 INBOUND_STATUSES = ("received", "processed", "failed", "ignored")
 QUARANTINE_STATUSES = ("held", "reingested", "discarded")

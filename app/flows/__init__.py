@@ -1,1 +1,1 @@
-"""Flows: campaign files in ``flows/`` that inbound messages are matched against."""
+"""Flows: the files in ``flows/`` that inbound messages are matched against, and what they do."""

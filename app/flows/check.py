@@ -13,6 +13,7 @@ import msgspec
 from app.errors import FlowFileError
 from app.flows.kinds.base import WARSAW, Flow
 from app.flows.loader import LoadedFlow, build, flow_files, parse_flow
+from app.flows.samples import longest, sample_variants
 from app.mobitex.encoding import measure
 
 ENCODING_NAMES = {"gsm7": "GSM-7", "ucs2": "UCS-2"}
@@ -84,7 +85,7 @@ def check_dir(directory: Path, now: datetime) -> CheckReport:
         try:
             flow = parse_flow(path, path.read_bytes())
         except FlowFileError as exc:
-            errors.append(str(exc))
+            errors.extend(str(exc).splitlines())  # one line per wrong field
             continue
         except OSError as exc:
             errors.append(f"{path}: cannot be read: {exc.strerror}")
@@ -101,12 +102,13 @@ def check_dir(directory: Path, now: datetime) -> CheckReport:
 
 
 def check_replies(flow: LoadedFlow) -> tuple[list[ReplyCheck], list[str]]:
-    """Render each reply with the flow's sample data; one over ``max_parts`` is an error."""
-    sample, max_parts = flow.sample(), flow.definition.max_parts
+    """Render each reply with every value known now (all options, labels, answers) and keep the
+    longest; one over ``max_parts`` is an error."""
+    variants, max_parts = sample_variants(flow.definition, flow.sample()), flow.definition.max_parts
     checks, errors = [], []
     for name, reply in flow.replies.items():
         try:
-            text = reply.render(sample)
+            sample, text = longest(reply, variants)  # the worst case is what gets sent and paid
         except FlowFileError as exc:
             errors.append(str(exc))
             continue

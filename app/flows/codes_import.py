@@ -21,9 +21,9 @@ from sqlalchemy import ARRAY, String, Table, bindparam, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from app.db.campaign_models import Code
+from app.db.flow_models import Code
 from app.db.migrate import open_database
-from app.errors import SmsflowsError
+from app.errors import CodeImportError
 from app.flows.kinds.code import MAX_CODE_LENGTH, CodeFlow, is_well_formed, normalise_code
 from app.flows.loader import find_flow
 from app.settings import Settings
@@ -33,10 +33,6 @@ SHOWN_BAD_LINES = 20
 CODES: Table = Code.__table__  # type: ignore[assignment]
 
 Progressed = Callable[[int, int], None]  # (bytes read, codes read)
-
-
-class CodeImportError(SmsflowsError):
-    """The codes could not be imported; the message names the file or flow and what to fix."""
 
 
 @dataclass(slots=True, frozen=True)

@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import Connection, Row, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from app.db.campaign_models import Conversation, SurveyAnswer
+from app.db.flow_models import Conversation, SurveyAnswer
 
 
 def active_conversation(

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
-import secrets
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -24,11 +23,10 @@ from sqlalchemy import Connection, Table, bindparam, insert, select, update
 from app.db.dialect import insert_for, insert_rows
 from app.db.models import Contact, FlowEvent, InboundMessage, OutboxMessage, utcnow
 from app.flows.kinds.base import Context, Inbound, Outcome
+from app.flows.kinds.reply_answers import Answered, correlate
 from app.flows.loader import FlowSet, LoadedFlow
 from app.flows.matching import words
-from app.mobitex.encoding import SmsEncoding, measure
-from app.outbox.claims import OUTBOX
-from app.outbox.correlation import Answered, correlate
+from app.outbox.table import OUTBOX, outbox_row
 
 log = logging.getLogger("smsflows.flows")
 
@@ -374,47 +372,6 @@ def _reply_row(
         now=ctx.now,
         measured=measured,
     )
-
-
-def outbox_row(
-    *,
-    to: str,
-    text: str,
-    from_number: str | None,
-    flow: LoadedFlow | None,
-    inbound_id: int | None,
-    now: datetime,
-    measured: SmsEncoding | None = None,
-) -> dict[str, Any]:
-    m = measured or measure(text)
-    return {
-        "ext_id": secrets.token_hex(16),
-        "to_number": to,
-        "from_number": from_number,
-        "text": text,
-        "encoding": m.encoding,
-        "parts": m.parts,
-        "status": "queued",
-        "flow_id": flow.id if flow else None,
-        "flow_hash": flow.hash if flow else None,
-        "inbound_id": inbound_id,
-        "created_at": now,
-    }
-
-
-def queue_message(
-    conn: Connection,
-    *,
-    to: str,
-    text: str,
-    from_number: str | None,
-    flow: LoadedFlow | None,
-    inbound_id: int | None,
-    now: datetime,
-) -> int:
-    """Put one message in the outbox now; the sender picks it up after this transaction commits."""
-    row = outbox_row(to=to, text=text, from_number=from_number, flow=flow, inbound_id=inbound_id, now=now)
-    return int(conn.execute(insert(OutboxMessage).returning(OutboxMessage.id), row).scalar_one())
 
 
 def _touch_contacts(conn: Connection, phones: list[str], now: datetime) -> None:

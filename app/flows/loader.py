@@ -19,7 +19,9 @@ from app.errors import FlowFileError
 from app.flows.kinds import KINDS, kind_names
 from app.flows.kinds.base import Flow
 from app.flows.matching import ANY_NUMBER, KeywordIndex, fold
-from app.flows.templates import CLOSED_SAMPLE, COMMON_SAMPLE, Reply
+from app.flows.problems import every_problem
+from app.flows.samples import longest, sample_variants
+from app.flows.sms_templates import CLOSED_SAMPLE, COMMON_SAMPLE, Reply
 from app.mobitex.encoding import SmsEncoding
 from app.mobitex.mo_form import normalise_number
 
@@ -47,6 +49,11 @@ class LoadedFlow:
     def kind(self) -> str:
         return str(type(self.definition).__struct_config__.tag)
 
+    @property
+    def answer_tag(self) -> str | None:
+        """The tag of sent messages whose answers this flow takes (a ``reply`` flow's), or None."""
+        return self.definition.answer_tag()
+
     def sample(self) -> dict[str, Any]:
         return {
             **COMMON_SAMPLE,
@@ -63,8 +70,11 @@ class LoadedFlow:
         return dict.fromkeys(self.sample(), "")
 
     def check_replies(self) -> dict[str, SmsEncoding]:
-        sample = self.sample()
-        return {name: reply.check(sample, self.definition.max_parts) for name, reply in self.replies.items()}
+        variants = sample_variants(self.definition, self.sample())
+        return {
+            name: reply.check(longest(reply, variants)[0], self.definition.max_parts)
+            for name, reply in self.replies.items()
+        }
 
 
 @dataclass
@@ -98,7 +108,10 @@ def parse_flow(path: Path, raw: bytes) -> LoadedFlow:
     try:
         definition: Flow = msgspec.convert(data, _ANY_FLOW)
     except msgspec.ValidationError as exc:
-        raise FlowFileError(f"{path}: {_with_path(str(exc))}") from None
+        # msgspec names the first wrong value only; a person fixing the file wants them all.
+        kind_class = next(k for k in KINDS if k.__struct_config__.tag == kind)
+        problems = every_problem(data, kind_class) or [_with_path(str(exc))]
+        raise FlowFileError("\n".join(f"{path}: {problem}" for problem in problems)) from None
     for where, name in definition.files().items():
         if not (path.parent / name).is_file():
             raise FlowFileError(

@@ -15,6 +15,7 @@ from sqlalchemy import Connection, false, select, update
 
 from app.db.migrate import open_database
 from app.db.models import InboundMessage
+from app.errors import InvalidRequest
 from app.flows.engine import process_new
 from app.flows.loader import FlowSet
 from app.settings import Settings
@@ -78,7 +79,9 @@ async def run_replay(
     those of earlier batches (a phone's second vote 200 messages later would look like a first).
     """
     if refused := sorted(set(statuses) - set(REPLAYABLE)):
-        raise ValueError(f"cannot replay {', '.join(refused)} messages; replayable: {', '.join(REPLAYABLE)}")
+        raise InvalidRequest(
+            f"cannot replay {', '.join(refused)} messages; replayable: {', '.join(REPLAYABLE)}"
+        )
     outcomes: Counter[str] = Counter()
     failures: dict[str, str] = {}
     after: int | None = 0

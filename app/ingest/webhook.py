@@ -20,6 +20,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from app.db.models import utcnow
 from app.errors import DatabaseUnavailable, InvalidMessage
 from app.ingest.allowlist import client_address, is_allowed
+from app.ingest.gate import DatabaseGate
 from app.ingest.writer import GroupWriter
 from app.mobitex.mo_form import RefusedBody, decode_body, parse_mo
 from app.settings import Settings
@@ -63,6 +64,10 @@ def mo_webhook(settings: Settings) -> HTTPRouteHandler:
             log.warning("MO request refused: %s (peer %s) is not in the allowlist", shown, peer)
             return _text(403, f"Forbidden: {shown} is not an allowed Mobitex address")
         assert client is not None
+        gate: DatabaseGate = request.app.state.db_gate
+        if gate.down:  # known down: no need to wait for another failed connection to say so
+            gate.refuse()
+            return _text(503, "Service Unavailable: retry later", **{"Retry-After": RETRY_AFTER})
         writer: GroupWriter = request.app.state.writer
         received_at = utcnow()
         try:
@@ -105,7 +110,7 @@ def mo_webhook(settings: Settings) -> HTTPRouteHandler:
                 )
                 return _text(200, "OK quarantined")
         except DatabaseUnavailable as exc:
-            log.error("MO request from %s not stored, asking Mobitex to retry: %s", client, exc)
+            gate.failed(exc)  # logs the outage once, then answers 503 at once until it is over
             return _text(503, "Service Unavailable: retry later", **{"Retry-After": RETRY_AFTER})
         return _text(200, "OK")
 

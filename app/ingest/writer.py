@@ -13,21 +13,23 @@ import asyncio
 import contextlib
 import functools
 import logging
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import Connection, Engine, Table, insert
+from sqlalchemy import Connection, Engine, Table, insert, update
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.db.dialect import insert_for
-from app.db.models import InboundMessage, QuarantinedRequest
-from app.errors import DatabaseUnavailable
+from app.db.models import InboundMessage, QuarantinedRequest, utcnow
+from app.errors import Conflict, DatabaseUnavailable
 from app.flows.engine import process_new
 from app.flows.loader import FlowSet
+from app.metrics import observe_batch
 from app.mobitex.mo_form import MoMessage
 
 log = logging.getLogger("smsflows.ingest")
@@ -41,6 +43,7 @@ class _Job:
     kind: Literal["message", "quarantine"]
     row: dict[str, Any]
     done: asyncio.Future[None] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+    resolves: int | None = None  # the quarantined request this message was repaired from
 
 
 class GroupWriter:
@@ -85,13 +88,25 @@ class GroupWriter:
             self._thread.shutdown(wait=True)
 
     async def store_message(
-        self, msg: MoMessage, *, raw_body: bytes, charset: str, client_ip: str, received_at: datetime
+        self,
+        msg: MoMessage,
+        *,
+        raw_body: bytes,
+        charset: str,
+        client_ip: str,
+        received_at: datetime,
+        resolves: int | None = None,
     ) -> None:
-        """Return once the message (or one more delivery of it) is committed."""
+        """Return once the message (or one more delivery of it) is committed.
+
+        ``resolves`` is the quarantined request the message was repaired from: it is marked
+        ``reingested`` in the same transaction, or :class:`~app.errors.Conflict` is raised and
+        nothing is stored if it is no longer held.
+        """
         row = message_row(
             msg, raw_body=raw_body, charset=charset, client_ip=client_ip, received_at=received_at
         )
-        await self._submit(_Job("message", row))
+        await self._submit(_Job("message", row, resolves=resolves))
 
     async def quarantine(
         self, *, raw_body: bytes, content_type: str | None, client_ip: str, reason: str, received_at: datetime
@@ -129,15 +144,18 @@ class GroupWriter:
                     self._queue.task_done()
 
     async def _commit_batch(self, batch: list[_Job]) -> None:
+        started = time.perf_counter()
         try:
             await self._write(batch)
-        except (IntegrityError, DataError):
+        except (IntegrityError, DataError, Conflict):
             # One bad row must not fail its neighbours: retry them one by one.
             if len(batch) == 1:
                 raise
             for job in batch:
                 try:
                     await self._write([job])
+                except Conflict as exc:
+                    _fail([job], exc)
                 except (IntegrityError, DataError) as exc:
                     log.error("request refused by the database: %s", exc)
                     _fail([job], exc)
@@ -152,6 +170,7 @@ class GroupWriter:
             return
         self.batches += 1
         self.rows += len(batch)
+        observe_batch(len(batch), time.perf_counter() - started)
         if self._on_commit is not None and self._acted:
             self._on_commit()
         self._acted = False
@@ -162,13 +181,19 @@ class GroupWriter:
     async def _write(self, batch: Sequence[_Job]) -> None:
         messages = _merge_duplicates([j.row for j in batch if j.kind == "message"])
         quarantined = [j.row for j in batch if j.kind == "quarantine"]
+        resolved = [(j.resolves, j.row["sms_id"]) for j in batch if j.resolves is not None]
         if self._sync_engine is not None:
-            await self._write_sqlite(messages, quarantined)
+            await self._write_sqlite(messages, quarantined, resolved)
             return
         async with self._engine.begin() as conn:
-            await conn.run_sync(self._transaction, messages, quarantined)
+            await conn.run_sync(self._transaction, messages, quarantined, resolved)
 
-    async def _write_sqlite(self, messages: list[dict[str, Any]], quarantined: list[dict[str, Any]]) -> None:
+    async def _write_sqlite(
+        self,
+        messages: list[dict[str, Any]],
+        quarantined: list[dict[str, Any]],
+        resolved: Sequence[tuple[int, str]],
+    ) -> None:
         """Lock and commit in the writer thread; do the work itself on the event loop.
 
         Taking the write lock (BEGIN IMMEDIATE) may wait for another process and the commit
@@ -179,7 +204,7 @@ class GroupWriter:
         loop = asyncio.get_running_loop()
         conn = await loop.run_in_executor(self._thread, self._begin)
         try:
-            self._transaction(conn, messages, quarantined)
+            self._transaction(conn, messages, quarantined, resolved)
             await loop.run_in_executor(self._thread, conn.commit)
         except BaseException:
             await loop.run_in_executor(self._thread, _close, conn)
@@ -193,8 +218,14 @@ class GroupWriter:
         return conn
 
     def _transaction(
-        self, conn: Connection, messages: list[dict[str, Any]], quarantined: list[dict[str, Any]]
+        self,
+        conn: Connection,
+        messages: list[dict[str, Any]],
+        quarantined: list[dict[str, Any]],
+        resolved: Sequence[tuple[int, str]] = (),
     ) -> None:
+        for qid, sms_id in resolved:
+            _resolve(conn, qid, sms_id)
         if messages:
             conn.execute(upsert_statement(conn.dialect.name), messages)
         if quarantined:
@@ -205,6 +236,18 @@ class GroupWriter:
             outcomes = process_new(conn, self._flows(), [m["sms_id"] for m in messages])
             # Only a batch where a flow acted can have queued replies worth waking the dispatcher for.
             self._acted = self._acted or "processed" in outcomes.values()
+
+
+def _resolve(conn: Connection, qid: int, sms_id: str) -> None:
+    """Mark a quarantined request as re-ingested, unless someone resolved it meanwhile (SQLite
+    has no row locks: the condition on ``status`` is what makes it safe)."""
+    done = conn.execute(
+        update(QUARANTINE)
+        .where(QUARANTINE.c.id == qid, QUARANTINE.c.status == "held")
+        .values(status="reingested", sms_id=sms_id, resolved_at=utcnow())
+    )
+    if done.rowcount != 1:
+        raise Conflict(f"quarantined request {qid} was resolved meanwhile")
 
 
 def message_row(

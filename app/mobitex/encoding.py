@@ -10,7 +10,7 @@ from typing import Literal
 
 import msgspec
 
-from app.errors import SmsflowsError
+from app.errors import Unsendable
 
 Encoding = Literal["gsm7", "ucs2"]
 MobitexType = Literal["sms", "concat", "unicode", "unicode_concat"]
@@ -92,7 +92,7 @@ class SmsEncoding(msgspec.Struct, frozen=True, kw_only=True):
     """Whether Mobitex accepts it: at most 3 parts (459 GSM-7 septets, 201 UCS-2 units)."""
 
 
-class MessageTooLong(SmsflowsError):
+class MessageTooLong(Unsendable):
     """An outgoing text needs more SMS parts than allowed; the message says how to shorten it."""
 
     def __init__(self, text: str, measured: SmsEncoding, max_parts: int) -> None:

@@ -24,7 +24,7 @@ import logging
 import random
 import time
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import httpx
 import msgspec
@@ -35,11 +35,7 @@ from app import __version__
 from app.db.models import SendBackAction, utcnow
 from app.db.outage import Outage, is_outage
 from app.outbox.backoff import next_delay
-from app.outbox.correlation import Answered
 from app.settings import Settings
-
-if TYPE_CHECKING:  # a runtime import would pull in the flow kinds, which import this module
-    from app.flows.kinds.base import Inbound
 
 log = logging.getLogger("smsflows.actions")
 
@@ -59,28 +55,13 @@ def sign(secret: str, timestamp: str, body: bytes) -> str:
     return f"sha256={digest}"
 
 
-def answer_payload(sent: Answered, answer: str, msg: Inbound) -> str:
-    """The JSON posted about an answer: the message sent (with the application's data) and the answer."""
-    message = {
-        "id": sent.id,
-        "ext_id": sent.ext_id,
-        "to": sent.to_number,
-        "text": sent.text,
-        "tag": sent.tag,
-        "data": sent.data_dict() if sent.data else None,
-        "sent_at": sent.sent_at,
-    }
-    reply = {"class": answer, "text": msg.text, "received_at": msg.sent_at, "sms_id": msg.sms_id}
-    return msgspec.json.encode({"message": message, "answer": reply}).decode()
-
-
 def queue_action(
-    conn: Connection, *, url: str, payload: str, sent: Answered, msg: Inbound, flow_id: str, now: datetime
+    conn: Connection, *, url: str, payload: str, outbox_id: int, inbound_id: int, flow_id: str, now: datetime
 ) -> int:
     """Queue one POST in the caller's transaction; the deliverer sends it once that commits."""
     row = {
-        "outbox_id": sent.id,
-        "inbound_id": msg.id,
+        "outbox_id": outbox_id,
+        "inbound_id": inbound_id,
         "flow_id": flow_id,
         "url": url,
         "payload": payload,

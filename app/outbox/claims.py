@@ -28,12 +28,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import msgspec
-from sqlalchemy import ColumnElement, Row, Table, Update, and_, func, or_, select, update
+from sqlalchemy import ColumnElement, Row, Update, and_, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.db.models import OutboxMessage
-
-OUTBOX: Table = OutboxMessage.__table__  # type: ignore[assignment]
+from app.outbox.table import OUTBOX
 
 
 class Claim(msgspec.Struct, frozen=True):

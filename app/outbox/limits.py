@@ -46,9 +46,6 @@ class TokenBucket:
         self._tokens -= count
         return True
 
-    def give_back(self, count: int = 1) -> None:
-        self._tokens = min(self.capacity, self._tokens + count)
-
     def wait(self, count: int = 1) -> float:
         """Seconds until ``count`` tokens are there (0 when they are now)."""
         self._refill()

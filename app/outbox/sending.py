@@ -8,24 +8,20 @@ finds the message the first request queued instead of queueing a second one. The
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Protocol
 
 import msgspec
-from sqlalchemy import Connection, Table, insert, select
+from sqlalchemy import Connection, insert, select
 
 from app.db.dialect import insert_for
-from app.db.models import Contact, OutboxMessage
-from app.errors import SmsflowsError
-from app.flows.engine import outbox_row
-from app.flows.kinds.base import WARSAW, FlowId
-from app.flows.loader import FlowSet
+from app.db.models import WARSAW, Contact, FlowId, Tag
+from app.errors import IdempotencyConflict, InvalidSend
 from app.mobitex.encoding import SmsEncoding, check_fits
 from app.mobitex.mo_form import normalise_number
+from app.outbox.table import OUTBOX, FlowRef, outbox_row
 
-OUTBOX: Table = OutboxMessage.__table__  # type: ignore[assignment]
-
-Tag = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
 MAX_DATA = 16_384  # bytes of JSON: data travels back in every send-back action
 _PHONE = re.compile(r"^[1-9][0-9]{9,14}$")  # international, as Mobitex takes it (106 otherwise)
 
@@ -46,12 +42,13 @@ class NewMessage(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     idempotency_key: Annotated[str, msgspec.Meta(min_length=1, max_length=128)] | None = None
 
 
-class InvalidSend(SmsflowsError):
-    """The message cannot be queued as given; the message names the field and what to change."""
+class SendingFlow(FlowRef, Protocol):
+    """A running flow a message may belong to (a loaded flow is one)."""
 
-
-class IdempotencyConflict(SmsflowsError):
-    """The idempotency key was already used for a different message."""
+    @property
+    def answer_tag(self) -> str | None:
+        """The tag of messages whose answers the flow takes, or None."""
+        ...
 
 
 class Queued(msgspec.Struct, frozen=True):
@@ -82,8 +79,11 @@ def check_message(msg: NewMessage, now: datetime) -> tuple[str, SmsEncoding]:
     return to, measured
 
 
-def queue(conn: Connection, msg: NewMessage, now: datetime, flows: FlowSet | None = None) -> Queued:
-    """Queue ``msg`` in the outbox (status ``queued``) in the caller's transaction.
+def queue(
+    conn: Connection, msg: NewMessage, now: datetime, flows: Mapping[str, SendingFlow] | None = None
+) -> Queued:
+    """Queue ``msg`` in the outbox (status ``queued``) in the caller's transaction; ``flows`` are
+    the running flows by id, which ``msg.flow`` may name.
 
     Raises :class:`InvalidSend` (bad number, empty text, past expiry, unknown flow, opted-out
     phone), :class:`~app.mobitex.encoding.MessageTooLong` and :class:`IdempotencyConflict`.
@@ -91,11 +91,11 @@ def queue(conn: Connection, msg: NewMessage, now: datetime, flows: FlowSet | Non
     to, _ = check_message(msg, now)
     flow, tag = None, msg.tag
     if msg.flow is not None:
-        flow = flows.flows.get(msg.flow) if flows is not None else None
+        flow = flows.get(msg.flow) if flows is not None else None
         if flow is None:
-            known = ", ".join(sorted(flows.flows)) if flows is not None else ""
+            known = ", ".join(sorted(flows)) if flows is not None else ""
             raise InvalidSend(f"flow: no flow {msg.flow!r} is running (flows: {known or 'none'})")
-        flow_tag = flow.definition.answer_tag()
+        flow_tag = flow.answer_tag
         if tag is None:
             tag = flow_tag
         elif flow_tag is not None and flow_tag != tag:

@@ -9,7 +9,7 @@ from typing import Any, Literal, TypeVar
 import msgspec
 from sqlalchemy import ColumnElement, Connection, literal, select, union_all
 
-from app.db.campaign_models import Redemption, Subscription, SurveyAnswer, Vote
+from app.db.flow_models import Redemption, Subscription, SurveyAnswer, Vote
 from app.db.models import Contact, InboundMessage, OutboxMessage
 
 S = TypeVar("S", bound=msgspec.Struct)

@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 import msgspec
 from sqlalchemy import Connection, func, select
 
-from app.db.campaign_models import Conversation, Redemption, Subscription, Vote
+from app.db.flow_models import Conversation, Redemption, Subscription, Vote
 from app.db.models import FlowEvent, InboundMessage, OutboxMessage
 from app.flows.loader import LoadedFlow
 from app.reads.queues import QueueCounts, queue_counts

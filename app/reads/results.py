@@ -11,7 +11,7 @@ import msgspec
 from sqlalchemy import Connection, Table, func, select
 from sqlalchemy.orm import DeclarativeBase
 
-from app.db.campaign_models import Code, Conversation, Redemption, Subscription, SurveyAnswer, Vote
+from app.db.flow_models import Code, Conversation, Redemption, Subscription, SurveyAnswer, Vote
 from app.db.models import Contact, FlowEvent, OutboxMessage, utcnow
 from app.flows.kinds import subscription, survey
 from app.flows.kinds.base import Flow

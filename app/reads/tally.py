@@ -11,7 +11,7 @@ from datetime import datetime
 import msgspec
 from sqlalchemy import Connection, func, select
 
-from app.db.campaign_models import Vote
+from app.db.flow_models import Vote
 from app.db.models import InboundMessage
 from app.reads.series import unindexed
 

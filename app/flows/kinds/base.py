@@ -9,13 +9,13 @@ import functools
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Annotated, Any, ClassVar
-from zoneinfo import ZoneInfo
 
 import msgspec
 from sqlalchemy import Connection
 
-WARSAW = ZoneInfo("Europe/Warsaw")
-FlowId = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
+from app.db.models import WARSAW, FlowId
+
+__all__ = ["WARSAW", "Context", "Flow", "FlowId", "Inbound", "Outcome"]
 
 
 @dataclass(slots=True, frozen=True)

@@ -16,7 +16,7 @@ import msgspec
 from sqlalchemy import Connection, func, insert, select
 from sqlalchemy.exc import IntegrityError
 
-from app.db.campaign_models import Code, Redemption
+from app.db.flow_models import Code, Redemption
 from app.errors import FlowError
 from app.flows.kinds.base import Context, Flow, Outcome
 from app.flows.matching import rest_after_first_word

@@ -14,8 +14,8 @@ from typing import Any, Literal
 import msgspec
 from sqlalchemy import Connection, Table, func, select, update
 
-from app.db.campaign_models import Conversation, Subscription
 from app.db.dialect import insert_for
+from app.db.flow_models import Conversation, Subscription
 from app.db.models import Contact
 from app.flows.kinds.base import Context, Flow, Outcome
 from app.flows.matching import fold, within_one_edit

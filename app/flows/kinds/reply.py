@@ -15,13 +15,12 @@ from typing import Annotated, Any
 import msgspec
 from sqlalchemy import select, update
 
-from app.db.models import OutboxMessage
+from app.db.models import OutboxMessage, Tag
 from app.flows.kinds.base import WARSAW, Context, Flow, Outcome
+from app.flows.kinds.reply_answers import Answered, answer_payload
 from app.flows.matching import alias_table, check_aliases
-from app.outbox.actions import answer_payload, queue_action
-from app.outbox.correlation import Answered
+from app.outbox.actions import queue_action
 
-Tag = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
 AnswerClass = Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z0-9_]{0,31}$")]
 OUTCOMES = ("unknown", "expired", "already")  # besides the answer classes, and closed
 _URL = re.compile(r"^https?://[^/\s?#]+(?:[/?#]\S*)?$")
@@ -100,8 +99,8 @@ class ReplyFlow(Flow, frozen=True, kw_only=True, tag="reply"):
         if self.reply.webhook is not None:
             payload = answer_payload(sent, answer, ctx.msg)
             queue_action(
-                ctx.conn, url=self.reply.webhook, payload=payload, sent=sent, msg=ctx.msg, flow_id=self.id,
-                now=ctx.now,
+                ctx.conn, url=self.reply.webhook, payload=payload, outbox_id=sent.id, inbound_id=ctx.msg.id,
+                flow_id=self.id, now=ctx.now,
             )  # fmt: skip
         follow_ups = ("follow_up",) if self.reply.follow_up is not None else ()
         variables["first_answer"] = answer

@@ -15,7 +15,7 @@ import msgspec
 from sqlalchemy import Connection, Select, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from app.db.campaign_models import Subscription
+from app.db.flow_models import Subscription
 from app.db.models import Contact
 from app.flows.kinds.base import Context, Flow, FlowId, Outcome
 from app.flows.matching import fold, within_one_edit

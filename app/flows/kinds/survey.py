@@ -28,7 +28,7 @@ from app.flows.conversations import (
 )
 from app.flows.kinds.base import Context, Flow, Outcome
 from app.flows.kinds.survey_steps import AnyStep, ChoiceStep, folded
-from app.flows.templates import COMMON_SAMPLE, Reply
+from app.flows.sms_templates import COMMON_SAMPLE, Reply
 
 STATUSES = ("active", "completed", "aborted", "expired")
 

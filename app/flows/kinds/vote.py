@@ -11,8 +11,8 @@ from typing import Annotated, Any, Literal
 import msgspec
 from sqlalchemy import Table, select, update
 
-from app.db.campaign_models import Vote
 from app.db.dialect import insert_each_unless_taken, insert_unless_taken
+from app.db.flow_models import Vote
 from app.flows.kinds.base import Context, Flow, Outcome
 from app.flows.matching import alias_table, check_aliases
 

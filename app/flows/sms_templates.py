@@ -1,4 +1,4 @@
-"""Reply templates: Jinja2 in a sandbox, so a flow file cannot reach into the service."""
+"""SMS reply templates of flow files: Jinja2 in a sandbox, so a flow file cannot reach into the service."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Tie an MO that carries an ``ext_id`` to the sent message it answers.
+"""Answers: tie an MO that carries an ``ext_id`` to the sent message it answers, and the JSON a
+``reply`` flow posts about an answer.
 
 The inbound spec only says ``ext_id`` identifies "a message sent earlier to that sender", not
 whether it is Mobitex's 32-hex ``Id`` or the ``ext_id`` we passed when sending, so both are
@@ -15,15 +16,13 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import msgspec
 from sqlalchemy import Connection, bindparam, insert, or_, select, update
 
 from app.db.models import FlowEvent, InboundMessage, OutboxMessage
-
-if TYPE_CHECKING:  # a runtime import would pull in the flow kinds, which import this module
-    from app.flows.kinds.base import Inbound
+from app.flows.kinds.base import Inbound
 
 MATCHED, UNMATCHED = "matched", "unmatched"
 
@@ -118,6 +117,21 @@ def correlate(
     if events:
         conn.execute(insert(FlowEvent), events)
     return answered
+
+
+def answer_payload(sent: Answered, answer: str, msg: Inbound) -> str:
+    """The JSON posted about an answer: the message sent (with the application's data) and the answer."""
+    message = {
+        "id": sent.id,
+        "ext_id": sent.ext_id,
+        "to": sent.to_number,
+        "text": sent.text,
+        "tag": sent.tag,
+        "data": sent.data_dict() if sent.data else None,
+        "sent_at": sent.sent_at,
+    }
+    reply = {"class": answer, "text": msg.text, "received_at": msg.sent_at, "sms_id": msg.sms_id}
+    return msgspec.json.encode({"message": message, "answer": reply}).decode()
 
 
 def _mismatch(msg: Inbound, key: str, sent: Answered | None) -> str | None:

@@ -1,4 +1,4 @@
-"""``flows``, ``codes``, ``results``, ``export`` and ``replay``: working with campaign flows."""
+"""``flows``, ``codes``, ``results``, ``export`` and ``replay``: working with flows."""
 
 from __future__ import annotations
 

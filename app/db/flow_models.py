@@ -1,4 +1,4 @@
-"""State of the campaign kinds: votes, codes, subscriptions, survey conversations.
+"""State of the flow kinds: votes, codes, subscriptions, survey conversations.
 
 Limits are constraints, not reads: a vote's ``seq`` runs 1..per_sender under a unique key, a
 code's redemption is unique, and each message counts at most once (unique ``inbound_id``).

@@ -1,6 +1,6 @@
-"""``smsflows send`` and ``smsflows broadcast``: queue messages from the command line.
+"""Broadcast: one message to every active member of a subscription list who has not sent STOP.
 
-A broadcast goes to a subscription list's active members who have not sent STOP. Each chunk of
+Each chunk of
 recipients commits on its own; with ``--idempotency-key`` every recipient's message has its own
 key (``KEY:phone``), so a broadcast that was interrupted is finished by running it again.
 """
@@ -9,20 +9,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any
 
 import msgspec
 from sqlalchemy import Connection, func, select
 
-from app.db.campaign_models import Subscription
+from app.db.flow_models import Subscription
 from app.db.migrate import open_database
 from app.db.models import Contact, utcnow
-from app.errors import SmsflowsError
-from app.flows.kinds.base import WARSAW
+from app.errors import InvalidRequest, InvalidSend
 from app.flows.kinds.subscription import subscribers
 from app.mobitex.encoding import SmsEncoding, check_fits
-from app.outbox.sending import InvalidSend, NewMessage, Queued, queue
+from app.outbox.sending import NewMessage, queue
 from app.settings import Settings
 
 MAX_KEY = 100  # a broadcast adds ":<phone>" to it; the column holds 128
@@ -61,46 +58,6 @@ class BroadcastReport:
         return done
 
 
-def send_note(settings: Settings) -> str:
-    """What happens to a queued message with these settings."""
-    if not settings.sends_for_real:
-        return "sending is in dry-run mode: it is recorded as dry-run, not sent (see SMSFLOWS_SEND_MODE)"
-    if not settings.dispatcher:
-        return "the service does not send (SMSFLOWS_DISPATCHER=false): run `smsflows worker`"
-    return "the running service sends it"
-
-
-def new_message(
-    to: str, text: str, *, tag: str | None, data: str | None, expires_at: str | None, key: str | None
-) -> NewMessage:
-    """The command's options as the message ``POST /api/messages`` would take; a time without an
-    offset is Warsaw time, as in flow files."""
-    fields: dict[str, Any] = {"to": to, "text": text, "tag": tag, "idempotency_key": key}
-    if data is not None:
-        try:
-            fields["data"] = msgspec.json.decode(data)
-        except msgspec.DecodeError as exc:
-            raise InvalidSend(f"--data: not JSON ({exc}); give an object, e.g. '{{\"visit\": 12}}'") from None
-    if expires_at is not None:
-        try:
-            at = datetime.fromisoformat(expires_at)
-        except ValueError:
-            raise InvalidSend(f"--expires-at: {expires_at!r} is not a time; e.g. 2026-12-01T20:00") from None
-        fields["expires_at"] = at if at.tzinfo else at.replace(tzinfo=WARSAW)
-    if key is not None and len(key) > MAX_KEY:
-        raise InvalidSend(f"--idempotency-key: at most {MAX_KEY} characters (the phone is added to it)")
-    try:
-        return msgspec.convert({k: v for k, v in fields.items() if v is not None}, NewMessage)
-    except msgspec.ValidationError as exc:
-        raise InvalidSend(str(exc)) from None
-
-
-async def run_send(settings: Settings, message: NewMessage) -> Queued:
-    """``smsflows send``: queue one message, as ``POST /api/messages`` does."""
-    async with open_database(settings) as engine, engine.begin() as conn:
-        return await conn.run_sync(queue, message, utcnow())
-
-
 async def run_broadcast(
     settings: Settings,
     list_id: str,
@@ -117,7 +74,7 @@ async def run_broadcast(
             phones, opted_out, lists = await conn.run_sync(_audience, list_id)
         if not phones:
             known = ", ".join(lists) or "none yet"
-            raise SmsflowsError(
+            raise InvalidRequest(
                 f"list {list_id!r} has no active member who may get messages (lists: {known}); "
                 "check the name: it is the list of a subscription flow"
             )

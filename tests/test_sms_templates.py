@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from app.errors import FlowFileError
-from app.flows import templates
-from app.flows.templates import Reply
+from app.flows import sms_templates
+from app.flows.sms_templates import Reply
 from app.mobitex.encoding import measure
 
 
@@ -31,7 +31,7 @@ def test_a_reply_that_quotes_the_sender_differs_per_phone() -> None:
 
 
 def test_the_memo_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(templates, "_MEMO_SIZE", 8)
+    monkeypatch.setattr(sms_templates, "_MEMO_SIZE", 8)
     reply = _reply("Numer {{ sender }}")
     for n in range(20):
         assert reply.sms({"sender": str(n)}, 1)[0] == f"Numer {n}"
