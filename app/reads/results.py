@@ -24,6 +24,7 @@ from app.flows.kinds.survey import SurveyFlow
 from app.flows.kinds.survey_steps import ChoiceStep, IntegerStep, Step
 from app.flows.kinds.vote import VoteFlow
 from app.flows.loader import LoadedFlow
+from app.reads.series import counts_per_hour, hour_window
 
 
 class NoResults(msgspec.Struct, frozen=True):
@@ -289,6 +290,34 @@ _READERS: tuple[tuple[type[Flow], Callable[[Connection, Any], KindResults]], ...
     (ReplyFlow, _reply),
     (FallbackFlow, _fallback),
 )
+
+
+class Activity(msgspec.Struct, frozen=True):
+    """What a flow did per hour over the last days: ``series[name][i]`` counts the hour that starts
+    ``i`` hours after ``start`` (redemptions; joins and leaves; hits). Empty for kinds shown otherwise."""
+
+    start: datetime
+    hours: int
+    series: dict[str, list[int]]
+
+
+def flow_activity(conn: Connection, flow: LoadedFlow, now: datetime, days: int = 7) -> Activity:
+    start, hours = hour_window(now, days)
+    definition = flow.definition
+    series: dict[str, list[int]] = {}
+    if isinstance(definition, CodeFlow):
+        series["redemptions"] = counts_per_hour(
+            conn, Redemption.created_at, start, hours, Redemption.flow_id == flow.id
+        )
+    elif isinstance(definition, SubscriptionFlow):
+        on_list = Subscription.list_id == definition.list_id
+        series["joins"] = counts_per_hour(conn, Subscription.confirmed_at, start, hours, on_list)
+        series["leaves"] = counts_per_hour(conn, Subscription.left_at, start, hours, on_list)
+    elif flow.kind in ("autoreply", "fallback"):
+        series["hits"] = counts_per_hour(
+            conn, FlowEvent.created_at, start, hours, FlowEvent.flow_id == flow.id
+        )
+    return Activity(start, hours, series)
 
 
 class Entries(msgspec.Struct, frozen=True):
