@@ -124,9 +124,11 @@ def export_command(flow_id: str, csv_file: Path) -> None:
     Example:
       smsflows export final --csv final-votes.csv
     """
+    from app.cli.terminal import printable
     from app.db.migrate import open_database
     from app.flows.loader import find_flow
-    from app.reads.results import Entries, flow_entries, write_csv
+    from app.reads.csv_cells import write_csv
+    from app.reads.results import Entries, flow_entries
 
     settings = cli_settings()
     flow = find_flow(Path(settings.flows_dir), flow_id)
@@ -137,7 +139,8 @@ def export_command(flow_id: str, csv_file: Path) -> None:
 
     entries = asyncio.run(read())
     if str(csv_file) == "-":
-        write_csv(sys.stdout, entries.columns, entries.rows)
+        shown = printable if sys.stdout.isatty() else None  # a file or a pipe gets the data as stored
+        write_csv(sys.stdout, entries.columns, entries.rows, shown=shown)
         return
     try:
         with csv_file.open("w", newline="", encoding="utf-8") as out:
