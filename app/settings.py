@@ -50,6 +50,7 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     send_max_age: int = 3600
     send_lease: int = 60
     action_secret: str | None = None
+    replies_per_day: int = 50
     # The dashboard: signed session cookies (a secret every worker shares), their lifetime, HTTPS.
     session_secret: str | None = None
     session_hours: int = 12
@@ -67,6 +68,8 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
                     ) from None
         if not self.mo_path.startswith("/"):
             raise SettingsError(f"{PREFIX}MO_PATH: {self.mo_path!r} must start with '/' (e.g. /mobitex/mo)")
+        if self.replies_per_day < 0:
+            raise SettingsError(f"{PREFIX}REPLIES_PER_DAY: expected 0 (no cap) or a positive integer")
         for name in (
             "mo_max_body",
             "mo_max_text",

@@ -21,7 +21,7 @@ def print_report(report: CheckReport, out: Console, err: Console) -> None:
     """The flows and their replies as tables on ``out``; every error, one a line, on ``err``."""
     if report.flows:
         flows = Table(title=f"Flows in {report.directory}", title_justify="left")
-        for column in ("id", "kind", "numbers", "keywords", "window (Europe/Warsaw)", "status"):
+        for column in ("id", "kind", "numbers", "keywords", "window (Europe/Warsaw)", "status", "repeats"):
             flows.add_column(column)
         for f in report.flows:
             flows.add_row(
@@ -31,8 +31,15 @@ def print_report(report: CheckReport, out: Console, err: Console) -> None:
                 plain(", ".join(f.keywords) or "—"),
                 f.window,
                 f"[{_STATUS_STYLE.get(f.status, '')}]{f.status}[/]",
+                f.repeats,
             )
         out.print(flows)
+        cap = f"at most {report.replies_per_day} a day" if report.replies_per_day else "no daily cap"
+        out.print(
+            f"Replies to one phone, all flows together: {cap} (SMSFLOWS_REPLIES_PER_DAY); "
+            "accepted votes and codes are always answered.",
+            highlight=False,
+        )
         replies = Table(title="Replies rendered with sample data", title_justify="left")
         for column in ("flow", "reply", "encoding", "length", "parts", "sample"):
             replies.add_column(column, justify="right" if column in ("length", "parts") else "left")

@@ -34,7 +34,8 @@ def flows_check(directory: Path | None, as_json: bool) -> None:
     from app.db.models import utcnow
     from app.flows.check import check_dir
 
-    report = check_dir(directory or Path(cli_settings().flows_dir), utcnow())
+    settings = cli_settings()
+    report = check_dir(directory or Path(settings.flows_dir), utcnow(), settings.replies_per_day)
     if as_json:
         click.echo(msgspec.json.format(msgspec.json.encode(report)).decode())
     else:
@@ -180,6 +181,8 @@ def replay(statuses: tuple[str, ...], flow_id: str | None, dry_run: bool) -> Non
     Example: after fixing a reply template
       smsflows flows check && smsflows replay --status failed
     """
+    from dataclasses import replace
+
     from rich.console import Console
 
     from app.cli.replay_view import print_summary
@@ -190,7 +193,7 @@ def replay(statuses: tuple[str, ...], flow_id: str | None, dry_run: bool) -> Non
     # The summary lists every failure with its error; SMSFLOWS_LOG_LEVEL=DEBUG adds the tracebacks.
     logging.basicConfig(format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("smsflows").setLevel("DEBUG" if settings.log_level == "DEBUG" else "CRITICAL")
-    current = load_dir(Path(settings.flows_dir))
+    current = replace(load_dir(Path(settings.flows_dir)), replies_per_day=settings.replies_per_day)
     if flow_id is not None and flow_id not in current.flows:
         known = ", ".join(sorted(current.flows)) or "none"
         raise click.BadParameter(f"no flow {flow_id!r} in {settings.flows_dir} (flows: {known})")

@@ -26,6 +26,7 @@ from app.flows.kinds.base import Context, Inbound, Outcome
 from app.flows.kinds.reply_answers import Answered, correlate
 from app.flows.loader import FlowSet, LoadedFlow
 from app.flows.matching import words
+from app.flows.reply_limits import Candidate, suppressed
 from app.outbox.table import OUTBOX, outbox_row
 
 log = logging.getLogger("smsflows.flows")
@@ -55,6 +56,8 @@ class _Decisions:
     finishes: list[dict[str, Any]] = field(default_factory=list)
     replies: list[dict[str, Any]] = field(default_factory=list)
     reply_of_event: dict[int, int] = field(default_factory=dict)  # event index → replies index
+    # Events that queue replies, with their reply rows: the reply limits may hold them back.
+    limited: list[tuple[int, Candidate, list[int]]] = field(default_factory=list)
 
     def record(
         self,
@@ -65,6 +68,11 @@ class _Decisions:
         follow_ups: Sequence[dict[str, Any]] = (),
     ) -> None:
         detail = msgspec.json.encode(outcome.variables).decode() if outcome.variables else None
+        rows = [len(self.replies) + n for n in range(int(reply is not None) + len(follow_ups))]
+        if flow is not None and rows:
+            self.limited.append(
+                (len(self.events), Candidate(msg.sender, flow, outcome.name, len(rows)), rows)
+            )
         if reply is not None:
             self.reply_of_event[len(self.events)] = len(self.replies)
             self.replies.append(reply)
@@ -88,7 +96,9 @@ class _Decisions:
             {"b_id": msg.id, "b_status": status, "b_flow": flow_id, "b_at": self.now, "b_error": error}
         )
 
-    def write(self, conn: Connection) -> None:
+    def write(self, conn: Connection, replies_per_day: int = 0) -> None:
+        if self.limited:
+            self._hold_back(conn, replies_per_day)
         if self.replies:
             insert_rows(conn, OUTBOX, self.replies)
         for event, reply in self.reply_of_event.items():
@@ -97,6 +107,27 @@ class _Decisions:
             conn.execute(_EVENT, self.events)
         if self.finishes:
             conn.execute(_FINISH, self.finishes)
+
+    def _hold_back(self, conn: Connection, replies_per_day: int) -> None:
+        """Drop the replies the reply limits hold back; their events become ``suppressed``."""
+        held = suppressed(conn, [c for _, c, _ in self.limited], self.now, replies_per_day)
+        if not held:
+            return
+        dropped: set[int] = set()
+        for n, reason in held.items():
+            event, candidate, rows = self.limited[n]
+            dropped.update(rows)
+            self.reply_of_event.pop(event, None)
+            e = self.events[event]
+            detail = msgspec.json.decode(e["detail"]) if e["detail"] else {}
+            e["detail"] = msgspec.json.encode(
+                {**detail, "outcome": candidate.outcome, "reason": reason}
+            ).decode()
+            e["outcome"] = "suppressed"
+        kept = [i for i in range(len(self.replies)) if i not in dropped]
+        moved = {old: new for new, old in enumerate(kept)}
+        self.replies = [self.replies[i] for i in kept]
+        self.reply_of_event = {e: moved[r] for e, r in self.reply_of_event.items()}
 
 
 # An event names its reply by the ext_id we gave it: the outbox ids need no RETURNING round.
@@ -161,7 +192,7 @@ def process_new(
         decisions, results = _Decisions(decisions.now), {}
         for msg in msgs:
             results[msg.sms_id] = _process_one(conn, flows, msg, decisions, only_flow, answered.get(msg.id))
-    decisions.write(conn)
+    decisions.write(conn, flows.replies_per_day)
     return results
 
 
