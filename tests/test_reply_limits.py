@@ -135,3 +135,28 @@ def test_flows_check_shows_each_flows_repeats_and_the_daily_cap(tmp_path: Path) 
     report = json.loads(CliRunner().invoke(main, ["flows", "check", str(flows), "--json"], env=env).stdout)
     assert report["replies_per_day"] == 7
     assert {f["id"]: f["repeats"] for f in report["flows"]}["final"] == "once in 15 min"
+
+
+OPTOUT = """
+id = "stop"
+kind = "optout"
+keywords = ["STOP"]
+
+[optout]
+start_keywords = ["START"]
+
+[replies]
+opted_out = "Wypisano."
+opted_in = "Zapisano."
+"""
+
+
+async def test_stop_and_start_are_answered_past_the_daily_cap(database_url: str, tmp_path: Path) -> None:
+    flows = write_flows(
+        tmp_path / "flows", info=INFO.replace("ID", "info").replace("KEY", "INFO"), stop=OPTOUT
+    )
+    settings = make_settings(database_url, flows_dir=str(flows), replies_per_day="1")
+    async with running(settings) as svc:
+        for text in ["INFO", "INFO", "STOP", "START"]:
+            await send_mo(svc, sender=PHONE, text=text)
+        assert await replies(svc) == ["Informacja.", "Wypisano.", "Zapisano."]

@@ -6,8 +6,9 @@ an invalid or unknown answer, a closed flow and a fallback's reply carry no news
 phone at most one of them per ``quiet_minutes`` (a survey's retry is its question again, and
 stays bounded by its ``max_retries``). Every reply (but those owed) also counts against
 ``SMSFLOWS_REPLIES_PER_DAY`` for its phone. Owed replies are never held back: the confirmation of
-an accepted vote or code, and every reply of a flow with ``answer_every_message`` (premium-rate
-numbers). A held-back reply is recorded as the event ``suppressed``, with what it would have been.
+an accepted vote or code, the answer to STOP and START, and every reply of a flow with
+``answer_every_message`` (premium-rate numbers). A held-back reply is recorded as the event
+``suppressed``, with what it would have been.
 
 Both limits are taken with one atomic upsert each per batch in the writer's transaction: the
 database row decides, so two writers (``--workers N``) cannot both let the same reply through.
@@ -44,7 +45,9 @@ class Candidate:
 
 
 def is_owed(c: Candidate) -> bool:
-    return c.outcome in OWED or c.flow.definition.answer_every_message
+    d = c.flow.definition
+    # STOP and START are always confirmed: the phone must know it will (not) get messages.
+    return c.outcome in OWED or d.answer_every_message or d.interrupts
 
 
 def has_no_news(c: Candidate) -> bool:
