@@ -49,8 +49,16 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     send_rate_per_number: float = 1.0
     send_max_age: int = 3600
     send_lease: int = 60
+    send_timeout: float = 20.0
+    reply_on_timeout: Literal["retry", "hold"] = "hold"
+    send_on_timeout: Literal["retry", "hold"] = "retry"
+    send_group_size: int = 500
     action_secret: str | None = None
     replies_per_day: int = 50
+    pseudonym_key: str | None = None
+    retention_raw_days: int | None = None
+    retention_text_days: int | None = None
+    retention_purge_hours: int = 0
     # The dashboard: signed session cookies (a secret every worker shares), their lifetime, HTTPS.
     session_secret: str | None = None
     session_hours: int = 12
@@ -82,11 +90,29 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             "send_rate_per_number",
             "send_max_age",
             "send_lease",
+            "send_timeout",
+            "send_group_size",
             "session_hours",
         ):
             if getattr(self, name) <= 0:
-                kind = "number" if name.startswith("send_rate") or name == "request_timeout" else "integer"
+                numbers = ("send_rate", "send_timeout", "request_timeout")
+                kind = "number" if name.startswith(numbers) else "integer"
                 raise SettingsError(f"{PREFIX}{name.upper()}: expected a positive {kind}")
+        if self.send_timeout > self.send_lease / 2:
+            # A request still waiting at the end of the lease lets a second worker send it again.
+            raise SettingsError(
+                f"{PREFIX}SEND_TIMEOUT: {self.send_timeout:g} s is more than half of "
+                f"{PREFIX}SEND_LEASE ({self.send_lease} s); lower the timeout or raise the lease"
+            )
+        if self.send_group_size > 500:
+            raise SettingsError(f"{PREFIX}SEND_GROUP_SIZE: Mobitex takes at most 500 numbers per request")
+        for name in ("retention_raw_days", "retention_text_days", "retention_purge_hours"):
+            value = getattr(self, name)
+            if value is not None and value < (1 if name.endswith("days") else 0):
+                raise SettingsError(
+                    f"{PREFIX}{name.upper()}: expected a positive number of "
+                    f"{'days' if name.endswith('days') else 'hours (0 turns it off)'}"
+                )
         if not self.database_url.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
             raise SettingsError(
                 f"{PREFIX}DATABASE_URL: {_hide_password(self.database_url)!r} is not supported; use "
@@ -105,9 +131,9 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
     def refuse_dev_secrets(self, host: str) -> None:
         """Refuse to serve a well-known development secret on an address other hosts can reach."""
-        if _is_loopback(host):
+        if is_loopback(host):
             return
-        for name in ("api_token", "action_secret"):
+        for name in ("api_token", "action_secret", "session_secret", "pseudonym_key"):
             value = getattr(self, name)
             if value is not None and value.strip().lower() in DEV_SECRETS:
                 raise SettingsError(
@@ -146,10 +172,24 @@ def _hide_password(url: str) -> str:
 
 
 # What `make run`, the docs and the tests use, and the first guesses of anyone scanning for them.
-DEV_SECRETS = frozenset({"dev", "dev-secret", "smsflows", "test-token", "secret", "changeme", "password"})
+DEV_SECRETS = frozenset(
+    {
+        "dev",
+        "dev-secret",
+        "dev-session-secret",
+        "dev-pseudonyms",
+        "smsflows",
+        "test-token",
+        "secret",
+        "changeme",
+        "password",
+    }
+)
+# The dashboard password `make run` gives its user "dev".
+DEV_PASSWORDS = ("dev-password",)
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
     if host.strip().lower() == "localhost":
         return True
     try:
@@ -158,8 +198,9 @@ def _is_loopback(host: str) -> bool:
         return False  # a host name: it may resolve to anything
 
 
-_SECRETS = frozenset({"mobitex_password", "api_token", "action_secret", "session_secret"})
+_SECRETS = frozenset({"mobitex_password", "api_token", "action_secret", "session_secret", "pseudonym_key"})
 _LISTS = frozenset({"mo_allowed_ips", "trusted_proxies"})
+_OPTIONAL = frozenset({"mobitex_user", "mobitex_from", "retention_raw_days", "retention_text_days"})
 
 
 def read_env_file(path: Path) -> dict[str, str]:
@@ -204,11 +245,11 @@ def load_settings(environ: Mapping[str, str] | None = None, env_file: Path | Non
             continue  # other SMSFLOWS_* variables (e.g. test-only ones) are not ours to judge
         if name in _LISTS:
             raw[name] = [v.strip() for v in value.split(",") if v.strip()]
-        elif value == "" and name in _SECRETS | {"mobitex_user", "mobitex_from"}:
+        elif value == "" and name in _SECRETS | _OPTIONAL:
             raw[name] = None
         elif name in ("log_level", "sqlite_synchronous"):
             raw[name] = value.upper()
-        elif name in ("send_mode", "schema", "metrics", "log_format"):
+        elif name in ("send_mode", "schema", "metrics", "log_format", "reply_on_timeout", "send_on_timeout"):
             raw[name] = value.lower()
         else:
             raw[name] = value

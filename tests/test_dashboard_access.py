@@ -28,6 +28,7 @@ async def test_overview_sends_a_stranger_to_the_sign_in_page_and_back(database_u
             assert resp.status_code == 303
             assert resp.headers["location"] == "/login?next=/audit%3Faction%3Dusers."
             page = await client.get(resp.headers["location"])
+            assert page.headers["content-type"] == "text/html; charset=utf-8"
             assert 'name="next" value="/audit?action=users."' in page.text
             signed = await client.post(
                 "/login",
@@ -191,3 +192,10 @@ async def test_sign_in_goes_back_only_to_pages_of_this_site(database_url: str) -
                 },
             )
             assert resp.headers["location"] == "/"
+
+
+async def test_a_refreshing_part_of_a_page_sends_the_whole_page_to_sign_in(database_url: str) -> None:
+    async with dashboard_service(database_url) as svc, browser(svc) as client:
+        resp = await client.get("/overview/figures", headers={"HX-Request": "true"})
+        assert resp.status_code == 200
+        assert resp.headers["hx-redirect"] == "/login?next=/overview/figures"

@@ -160,3 +160,20 @@ async def test_stop_and_start_are_answered_past_the_daily_cap(database_url: str,
         for text in ["INFO", "INFO", "STOP", "START"]:
             await send_mo(svc, sender=PHONE, text=text)
         assert await replies(svc) == ["Informacja.", "Wypisano.", "Zapisano."]
+
+
+async def test_a_join_past_the_cap_keeps_its_outcome_and_marks_the_reply(
+    database_url: str, tmp_path: Path
+) -> None:
+    from tests.test_flow_subscription import NEWS
+
+    info = INFO.replace("ID", "info").replace("KEY", "INFO")
+    flows = write_flows(tmp_path / "flows", info=info, news=NEWS.replace("WINDOW", ""))
+    settings = make_settings(database_url, flows_dir=str(flows), replies_per_day="1")
+    async with running(settings) as svc:
+        for text in ["INFO", "NEWS"]:
+            await send_mo(svc, sender=PHONE, text=text)
+        assert await replies(svc) == ["Informacja."]
+        ((outcome, detail),) = await events(svc, "news")
+        assert outcome == "joined" and "SMSFLOWS_REPLIES_PER_DAY" in detail["suppressed"]
+        assert await svc.scalar("SELECT status FROM subscriptions WHERE phone = :p", p=PHONE) == "active"

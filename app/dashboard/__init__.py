@@ -14,6 +14,7 @@ import msgspec
 from litestar import Request, Response, Router
 from litestar.config.csrf import CSRFConfig
 from litestar.exceptions import NotFoundException
+from litestar.exceptions.responses import create_exception_response
 from litestar.middleware import DefineMiddleware
 from litestar.middleware.csrf import CSRFMiddleware
 from litestar.plugins.htmx import HTMXRequest
@@ -23,11 +24,13 @@ from litestar.template.config import TemplateConfig
 from app.dashboard.audit import AuditController
 from app.dashboard.auth import CookieSessions, LoadUser, session_config
 from app.dashboard.errors import EXCEPTION_HANDLERS, error_page
+from app.dashboard.flows import FlowsController
 from app.dashboard.headers import SecurityHeaders
 from app.dashboard.i18n import N_
 from app.dashboard.login import LoginController
 from app.dashboard.overview import OverviewController
 from app.dashboard.templating import STATIC, template_config
+from app.dashboard.users import UsersController
 from app.settings import Settings
 
 CSRF_COOKIE = "smsflows_csrf"
@@ -49,7 +52,13 @@ def dashboard(settings: Settings) -> Dashboard:
     )
     pages = Router(
         path="/",
-        route_handlers=[LoginController, OverviewController, AuditController],
+        route_handlers=[
+            LoginController,
+            OverviewController,
+            FlowsController,
+            AuditController,
+            UsersController,
+        ],
         middleware=[
             SecurityHeaders(),
             DefineMiddleware(CookieSessions, config=session_config(settings)),
@@ -67,8 +76,10 @@ def dashboard(settings: Settings) -> Dashboard:
 def not_found(request: Request[Any, Any, Any], exc: NotFoundException) -> Response[Any]:
     """An address no route knows: JSON under /api (as before), the error page for people."""
     if request.url.path.startswith("/api") or "text/html" not in request.headers.get("accept", ""):
-        return Response({"status_code": 404, "detail": exc.detail}, status_code=404)
-    return error_page(request, 404, N_("There is no page at this address."))
+        return create_exception_response(request, exc)
+    # A page's own "no such flow" says more than the router's bare "Not Found".
+    own = exc.detail and exc.detail != "Not Found"
+    return error_page(request, 404, exc.detail if own else N_("There is no page at this address."))
 
 
 __all__ = ["Dashboard", "dashboard", "not_found"]

@@ -7,7 +7,9 @@ from typing import Any
 from urllib.parse import quote
 
 from litestar import Request, Response
+from litestar.enums import MediaType
 from litestar.exceptions import HTTPException, NotAuthorizedException, PermissionDeniedException
+from litestar.plugins.htmx import ClientRedirect, HTMXRequest
 from litestar.response import Redirect, Template
 from litestar.status_codes import HTTP_303_SEE_OTHER, HTTP_500_INTERNAL_SERVER_ERROR
 
@@ -53,6 +55,7 @@ def error_page(request: Request[Any, Any, Any], status: int, message: str) -> Te
             "next_step": tr(NEXT_STEPS.get(status, NEXT_STEPS[503] if status >= 500 else NEXT_STEPS[400])),
         },
         status_code=status,
+        media_type=MediaType.HTML,
     )
 
 
@@ -64,8 +67,9 @@ def _login_redirect(request: Request[Any, Any, Any]) -> Response[Any]:
     ended = request.scope.get("smsflows_session_ended")
     if ended:
         target += f"&ended={ended}"  # the sign-in page says why the session ended
-    if request.headers.get("hx-request"):
-        return Response(content=b"", status_code=200, headers={"HX-Redirect": target})
+    # Error handlers get a plain Request; the HTMX view of the same scope reads its headers.
+    if HTMXRequest(request.scope).htmx:
+        return ClientRedirect(target)  # a refreshing part of a page: the whole page goes to sign in
     return Redirect(target, status_code=HTTP_303_SEE_OTHER)
 
 

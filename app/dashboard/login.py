@@ -8,7 +8,7 @@ import msgspec
 from litestar import Controller, Request, get, post
 from litestar.datastructures import Cookie
 from litestar.di import NamedDependency
-from litestar.enums import RequestEncodingType
+from litestar.enums import MediaType, RequestEncodingType
 from litestar.params import Body, FromPath, FromQuery
 from litestar.response import Redirect, Template
 from litestar.status_codes import HTTP_303_SEE_OTHER
@@ -47,13 +47,14 @@ def _form(
         template_name="login.html",
         context={"next": safe_next(next_), "name": name, "error": error, "ended": ended},
         status_code=status,
+        media_type=MediaType.HTML,
     )
 
 
 class LoginController(Controller):
     path = "/"
 
-    @get("/login", name="login")
+    @get("/login", name="login", media_type=MediaType.HTML)
     async def page(
         self, request: Request[Any, Any, Any], settings: NamedDependency[Settings], next: FromQuery[str] = "/"
     ) -> Any:
@@ -63,7 +64,7 @@ class LoginController(Controller):
             return _form(request, next_=next, error=_off(request), status=503)
         return _form(request, next_=next)
 
-    @post("/login", status_code=200)
+    @post("/login", status_code=200, media_type=MediaType.HTML)
     async def login(
         self,
         request: Request[Any, Any, Any],

@@ -6,8 +6,6 @@ carries the old version stops working on its next request, on every worker.
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import func, select
@@ -109,6 +107,14 @@ async def set_active(session: AsyncSession, name: str, active: bool, *, actor: s
     return user
 
 
+async def set_role(session: AsyncSession, name: str, role: str, *, actor: str) -> User:
+    check_role(role)
+    user = await require(session, name)
+    before, user.role = user.role, role
+    record(session, actor=actor, action="users.role", target=name, detail={"from": before, "to": role})
+    return user
+
+
 async def list_users(session: AsyncSession) -> list[User]:
     return list((await session.scalars(select(User).order_by(User.name))).all())
 
@@ -117,5 +123,15 @@ async def count(session: AsyncSession) -> int:
     return int(await session.scalar(select(func.count()).select_from(User)) or 0)
 
 
-def last_login(user: User) -> datetime | None:
-    return user.last_login_at
+async def with_password(session: AsyncSession, passwords: tuple[str, ...]) -> list[str]:
+    """The active users whose password is one of ``passwords`` (to refuse well-known ones)."""
+    found = []
+    for user in await session.scalars(select(User).where(User.active.is_(True)).order_by(User.name)):
+        for password in passwords:
+            try:
+                _hasher.verify(user.password_hash, password)
+            except (VerificationError, InvalidHashError):
+                continue
+            found.append(user.name)
+            break
+    return found

@@ -8,7 +8,8 @@ stays bounded by its ``max_retries``). Every reply (but those owed) also counts 
 ``SMSFLOWS_REPLIES_PER_DAY`` for its phone. Owed replies are never held back: the confirmation of
 an accepted vote or code, the answer to STOP and START, and every reply of a flow with
 ``answer_every_message`` (premium-rate numbers). A held-back reply is recorded as the event
-``suppressed``, with what it would have been.
+``suppressed``, with what it would have been; a decision that changed something (a join, a
+completed survey) keeps its outcome, with ``suppressed`` and the reason in its detail.
 
 Both limits are taken with one atomic upsert each per batch in the writer's transaction: the
 database row decides, so two writers (``--workers N``) cannot both let the same reply through.
@@ -54,6 +55,12 @@ def has_no_news(c: Candidate) -> bool:
     d = c.flow.definition
     # A survey's retry asks its question again, and max_retries already bounds how often.
     return not d.conversational and (c.outcome in NO_NEWS or d.is_fallback)
+
+
+def decided_nothing(c: Candidate) -> bool:
+    """A decision that changed nothing but the reply: its event may become ``suppressed``. Others
+    (a join, a completed survey) keep their outcome, which results are rebuilt from."""
+    return c.outcome in NO_NEWS or c.flow.kind in ("autoreply", "fallback")
 
 
 def suppressed(conn: Connection, batch: Sequence[Candidate], now: datetime, per_day: int) -> dict[int, str]:

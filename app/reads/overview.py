@@ -9,8 +9,9 @@ import msgspec
 from sqlalchemy import Connection, func, select
 
 from app.db.flow_models import Conversation, Redemption, Subscription, Vote
-from app.db.models import OUTBOX_STATUSES, FlowEvent, InboundMessage, OutboxMessage, QuarantinedRequest
+from app.db.models import FlowEvent, InboundMessage, OutboxMessage
 from app.flows.loader import LoadedFlow
+from app.reads.queues import QueueCounts, queue_counts
 from app.reads.series import first_id_since
 
 WARSAW = ZoneInfo("Europe/Warsaw")
@@ -33,12 +34,8 @@ class Overview(msgspec.Struct, frozen=True):
     today_start: datetime
     inbound_today: int
     outbound_today: int
-    outbox: dict[str, int]
-    """Every outbox status with its count, zeros included, in the order a message moves."""
-    quarantined: int
-    """Requests held in quarantine, waiting for repair or discard."""
-    failed_inbound: int
-    failed_outbound: int
+    queues: QueueCounts
+    """The outbox by status, the quarantine, failed messages: the shared queue read."""
     flows: list[FlowState]
 
 
@@ -86,19 +83,22 @@ def flow_state(flow: LoadedFlow, now: datetime) -> tuple[str, datetime | None, d
     return ("open" if now < hi else "closed"), opens, closes
 
 
-def overview(conn: Connection, flows: list[LoadedFlow], now: datetime) -> Overview:
+def overview(
+    conn: Connection, flows: list[LoadedFlow], now: datetime, figures: dict[str, int] | None = None
+) -> Overview:
+    """``figures`` are headline figures the caller knows already (a vote's live tally), by flow id."""
     start = today_start(now)
-    depth = dict.fromkeys(OUTBOX_STATUSES, 0)
-    for status, count in conn.execute(
-        select(OutboxMessage.status, func.count()).group_by(OutboxMessage.status)
-    ):
-        depth[status] = int(count)
-    quarantined = conn.execute(select(func.count()).where(QuarantinedRequest.status == "held")).scalar()
-    failed = conn.execute(select(func.count()).where(InboundMessage.status == "failed")).scalar()
     states = []
     for flow in sorted(flows, key=lambda f: f.id):
         state, opens, closes = flow_state(flow, now)
-        figure, label = _figure(conn, flow)
+        figure, label = (
+            _figure(conn, flow)
+            if figures is None or flow.id not in figures
+            else (
+                figures[flow.id],
+                "votes",
+            )
+        )
         states.append(
             FlowState(
                 id=flow.id,
@@ -115,9 +115,6 @@ def overview(conn: Connection, flows: list[LoadedFlow], now: datetime) -> Overvi
         today_start=start,
         inbound_today=_since(conn, InboundMessage, start),
         outbound_today=_since(conn, OutboxMessage, start),
-        outbox=depth,
-        quarantined=int(quarantined or 0),
-        failed_inbound=int(failed or 0),
-        failed_outbound=depth.get("failed", 0),
+        queues=queue_counts(conn, now),
         flows=states,
     )

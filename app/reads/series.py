@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import msgspec
 from sqlalchemy import ColumnElement, Connection, Integer, cast, func, select
@@ -24,6 +25,15 @@ class PerMinute(msgspec.Struct, frozen=True):
         return max([*self.inbound, *self.outbound, 0])
 
 
+def unindexed(column: InstrumentedAttribute[str]) -> ColumnElement[str]:
+    """``column || ''``: the same value, but no index on it, so a condition on the id picks the rows.
+
+    With ``id > :last AND flow_id = :flow`` SQLite (which keeps no statistics) walks the flow's
+    index entry by entry instead of taking the few new rows by their key.
+    """
+    return column.op("||")("")
+
+
 def first_id_since(
     conn: Connection,
     id_col: InstrumentedAttribute[int],
@@ -35,8 +45,10 @@ def first_id_since(
     Ids grow with arrival time (one writer assigns them in order), so a few primary-key
     look-ups replace an index on the time column that every insert would pay for.
     """
-    lo, hi = conn.execute(select(func.min(id_col), func.max(id_col))).one()
-    if lo is None:
+    # Two queries: SQLite answers min() and max() from the key alone only one at a time.
+    lo = conn.execute(select(func.min(id_col))).scalar()
+    hi = conn.execute(select(func.max(id_col))).scalar()
+    if lo is None or hi is None:
         return None
     first_at = conn.execute(select(at_col).where(id_col >= hi).order_by(id_col).limit(1)).scalar()
     if first_at is None or first_at < since:
@@ -62,31 +74,68 @@ def _minute_of(
     return cast(func.floor(func.extract("epoch", at_col - start) / 60), Integer)
 
 
-def _counts(
+def counts_per_minute(
     conn: Connection,
     id_col: InstrumentedAttribute[int],
     at_col: InstrumentedAttribute[datetime],
     start: datetime,
     minutes: int,
+    *where: ColumnElement[bool],
 ) -> list[int]:
+    """Rows per minute from ``start`` for ``minutes`` minutes (``where`` narrows them, e.g. one flow)."""
     buckets = [0] * minutes
     first = first_id_since(conn, id_col, at_col, start)
     if first is None:
         return buckets
     minute = _minute_of(conn, at_col, start).label("minute")
-    for index, count in conn.execute(select(minute, func.count()).where(id_col >= first).group_by(minute)):
+    query = select(minute, func.count()).where(id_col >= first, *where).group_by(minute)
+    for index, count in conn.execute(query):
         if index is not None and 0 <= index < minutes:
             buckets[index] += int(count)
     return buckets
 
 
+def _minute_key(conn: Connection, at_col: InstrumentedAttribute[datetime]) -> ColumnElement[Any]:
+    if conn.dialect.name == "sqlite":
+        return func.substr(at_col, 1, 16)  # "YYYY-MM-DD HH:MM" of the stored UTC text
+    return func.date_trunc("minute", at_col)
+
+
+def minute_counts(
+    conn: Connection,
+    id_col: InstrumentedAttribute[int],
+    at_col: InstrumentedAttribute[datetime],
+    after_id: int,
+    *where: ColumnElement[bool],
+) -> tuple[dict[datetime, int], int]:
+    """Rows with an id above ``after_id`` per minute (UTC), and the highest id counted."""
+    key = _minute_key(conn, at_col).label("minute")
+    query = select(key, func.count(), func.max(id_col)).where(id_col > after_id, *where).group_by(key)
+    counts: dict[datetime, int] = {}
+    last = after_id
+    for minute, count, top in conn.execute(query):
+        if isinstance(minute, str):
+            at = datetime.fromisoformat(minute).replace(tzinfo=UTC)
+        else:
+            at = minute if minute.tzinfo else minute.replace(tzinfo=UTC)
+            at = at.astimezone(UTC)
+        counts[at] = counts.get(at, 0) + int(count)
+        last = max(last, int(top))
+    return counts, last
+
+
+def window(now: datetime, hours: int) -> tuple[datetime, int]:
+    """The first minute and the number of minutes of a chart of the last ``hours`` up to ``now``."""
+    minutes = hours * 60
+    return now.replace(second=0, microsecond=0) - timedelta(minutes=minutes - 1), minutes
+
+
 def per_minute(conn: Connection, now: datetime, hours: int = 3) -> PerMinute:
     """Messages received and messages queued to send, per minute, over the last ``hours``."""
-    minutes = hours * 60
-    start = now.replace(second=0, microsecond=0) - timedelta(minutes=minutes - 1)
+    start, minutes = window(now, hours)
     return PerMinute(
         start=start,
         minutes=minutes,
-        inbound=_counts(conn, InboundMessage.id, InboundMessage.received_at, start, minutes),
-        outbound=_counts(conn, OutboxMessage.id, OutboxMessage.created_at, start, minutes),
+        inbound=counts_per_minute(conn, InboundMessage.id, InboundMessage.received_at, start, minutes),
+        outbound=counts_per_minute(conn, OutboxMessage.id, OutboxMessage.created_at, start, minutes),
     )

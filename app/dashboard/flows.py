@@ -1,0 +1,117 @@
+"""``/flows``: the loaded flows, a page per flow, and a vote's live tally (server-sent events)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import msgspec
+from litestar import Controller, Request, get
+from litestar.di import NamedDependency
+from litestar.exceptions import NotFoundException
+from litestar.params import FromPath
+from litestar.response import ServerSentEvent, ServerSentEventMessage, Template
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app.dashboard.auth import require
+from app.dashboard.counting import MinuteCounter
+from app.dashboard.live import hub_of
+from app.db.flow_models import Vote
+from app.db.models import utcnow
+from app.flows.live import LiveFlows
+from app.flows.loader import LoadedFlow
+from app.reads.flow_log import flow_log
+from app.reads.overview import overview
+from app.reads.results import kind_results
+from app.reads.series import PerMinute, unindexed, window
+from app.reads.tally import latest_votes
+
+
+def _flow(request: Request[Any, Any, Any], flow_id: str) -> LoadedFlow:
+    live: LiveFlows = request.app.state.flows
+    flow = live.current.flows.get(flow_id)
+    if flow is None:
+        raise NotFoundException(f"No flow {flow_id!r} is loaded; the list of flows shows those that are.")
+    return flow
+
+
+class FlowsController(Controller):
+    path = "/flows"
+    guards = (require("viewer"),)
+
+    @get("/", name="flows")
+    async def index(
+        self, request: Request[Any, Any, Any], db_engine: NamedDependency[AsyncEngine]
+    ) -> Template:
+        live: LiveFlows = request.app.state.flows
+        flows = list(live.current.flows.values())
+        hub = hub_of(request)
+        figures = {f.id: (await hub.snapshot(f)).total for f in flows if f.kind == "vote"}
+        now = utcnow()
+        async with db_engine.connect() as conn:
+            summary = await conn.run_sync(lambda c: overview(c, flows, now, figures))
+        return Template(template_name="flows.html", context={"flows": summary.flows})
+
+    @get("/{flow_id:str}", name="flow")
+    async def page(
+        self, request: Request[Any, Any, Any], db_engine: NamedDependency[AsyncEngine], flow_id: FromPath[str]
+    ) -> Template:
+        flow = _flow(request, flow_id)
+        now = utcnow()
+        context: dict[str, Any] = {"flow": flow, "now": now, "source": _source(flow)}
+        async with db_engine.connect() as conn:
+            context["log"] = await conn.run_sync(lambda c: flow_log(c, flow.id))
+            if flow.kind == "vote":
+                context["latest"] = await conn.run_sync(lambda c: latest_votes(c, flow.id))
+            else:
+                kind = await conn.run_sync(lambda c: kind_results(c, flow.definition))
+                context["results"] = msgspec.to_builtins(kind)
+        if flow.kind == "vote":
+            hub = hub_of(request)
+            context["tally"] = await hub.snapshot(flow)
+            start, minutes = window(now, hours=1)
+            votes = hub.minute_counter(
+                f"votes {flow.id}",
+                lambda: MinuteCounter(Vote.id, Vote.created_at, unindexed(Vote.flow_id) == flow.id),
+            )
+            context["per_minute"] = PerMinute(
+                start, minutes, await votes.series(db_engine, start, minutes), []
+            )
+        return Template(template_name="flow.html", context=context)
+
+    @get("/{flow_id:str}/tally", name="flow-tally")
+    async def tally(self, request: Request[Any, Any, Any], flow_id: FromPath[str]) -> Template:
+        """The tally alone: what the live stream sends, for a page without it."""
+        flow = _vote_flow(request, flow_id)
+        return Template(template_name="_tally.html", context={"tally": await hub_of(request).snapshot(flow)})
+
+    @get("/{flow_id:str}/live", name="flow-live")
+    async def live(self, request: Request[Any, Any, Any], flow_id: FromPath[str]) -> ServerSentEvent:
+        flow = _vote_flow(request, flow_id)
+        engine = request.app.template_engine
+        assert engine is not None  # create_app always configures templates
+        template = engine.get_template("_tally.html")
+
+        async def events() -> AsyncIterator[ServerSentEventMessage]:
+            async for tally in hub_of(request).watch(flow):
+                if tally is None:
+                    yield ServerSentEventMessage(comment="still here")
+                else:
+                    html = template.render(tally=tally, request=request)
+                    yield ServerSentEventMessage(data=html, event="tally", id=tally.last_vote_id)
+
+        return ServerSentEvent(events(), headers={"X-Accel-Buffering": "no"})
+
+
+def _vote_flow(request: Request[Any, Any, Any], flow_id: str) -> LoadedFlow:
+    flow = _flow(request, flow_id)
+    if flow.kind != "vote":
+        raise NotFoundException(f"Flow {flow_id!r} is a {flow.kind} flow; only vote flows have a tally.")
+    return flow
+
+
+def _source(flow: LoadedFlow) -> str:
+    try:
+        return flow.path.read_text(encoding="utf-8")
+    except OSError as exc:
+        return f"(the file {flow.path} cannot be read now: {exc.strerror})"

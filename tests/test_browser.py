@@ -1,0 +1,169 @@
+"""The dashboard in a real browser (Debian's Chromium, driven by Playwright): sign in, watch a tally
+change without a reload, switch language, sign out; no JavaScript error on any page.
+
+Screenshots go to a temporary folder, or to the folder in SMSFLOWS_SCREENSHOTS (``make screenshots``
+sets docs/screenshots) to refresh the pictures in the docs.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from playwright.async_api import Browser, ConsoleMessage, Page, async_playwright, expect
+from sqlalchemy import insert
+
+from app.db.models import InboundMessage, OutboxMessage, utcnow
+from tests.conftest import Service, new_sms_id, write_flows
+from tests.dashboard import PASSWORD, add_user, dashboard_service
+from tests.test_dashboard_pages import VOTE, _vote
+
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    if not os.access(CHROMIUM, os.X_OK):
+        pytest.fail("Chromium is missing: `apt-get install chromium` (.ci/run does it)")
+    async with async_playwright() as pw:
+        launched = await pw.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
+        yield launched
+        await launched.close()
+
+
+@pytest.fixture
+def shots(tmp_path: Path) -> Path:
+    folder = Path(os.environ.get("SMSFLOWS_SCREENSHOTS") or tmp_path / "screenshots")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+async def _traffic(svc: Service) -> None:
+    """Messages over the last three hours, so the chart has something to show."""
+    rng = random.Random(7)
+    now = utcnow()
+    inbound, outbound = [], []
+    for minute in range(180, 0, -1):
+        at = now - timedelta(minutes=minute)
+        for _ in range(rng.randint(0, 4) + (6 if 40 < minute < 70 else 0)):
+            inbound.append(
+                {
+                    "sms_id": new_sms_id(),
+                    "number": "70120",
+                    "sender": f"48600{rng.randint(0, 999999):06d}",
+                    "text": "GLOS A",
+                    "time": int(at.timestamp()),
+                    "charset": "utf-8",
+                    "raw_body": b"",
+                    "client_ip": "127.0.0.1",
+                    "received_at": at,
+                    "last_received_at": at,
+                    "deliveries": 1,
+                    "status": "processed",
+                }
+            )
+            if rng.random() < 0.8:  # not every message is answered
+                outbound.append(
+                    {
+                        "ext_id": new_sms_id()[:20],
+                        "to_number": "48600000000",
+                        "text": "Dziękujemy!",
+                        "encoding": "gsm7",
+                        "parts": 1,
+                        "status": "dry-run",
+                        "created_at": at,
+                    }
+                )
+    async with svc.engine.begin() as conn:
+        await conn.execute(insert(InboundMessage), inbound)
+        await conn.execute(insert(OutboxMessage), outbound)
+
+
+def _watch_console(page: Page, errors: list[str]) -> None:
+    def on_console(message: ConsoleMessage) -> None:
+        if message.type == "error":
+            errors.append(f"{page.url}: {message.text}")
+
+    page.on("console", on_console)
+    page.on("pageerror", lambda exc: errors.append(f"{page.url}: {exc}"))
+
+
+async def test_sign_in_watch_the_tally_switch_language_and_sign_out(
+    tmp_path: Path, browser: Browser, shots: Path
+) -> None:
+    flows = write_flows(tmp_path / "flows", final=VOTE)
+    database = f"sqlite+aiosqlite:///{tmp_path / 'smsflows.db'}"
+    async with dashboard_service(database, flows_dir=str(flows)) as svc:
+        await add_user(svc, "anna", "admin")
+        await _traffic(svc)
+        for i, option in enumerate("AAABBA"):
+            await _vote(svc, f"GLOS {option}", f"4860010000{i}")
+
+        context = await browser.new_context(viewport={"width": 1280, "height": 900}, locale="en-GB")
+        page = await context.new_page()
+        errors: list[str] = []
+        _watch_console(page, errors)
+
+        await page.goto(svc.base_url + "/")
+        await expect(page).to_have_url(svc.base_url + "/login?next=/")
+        await page.screenshot(path=shots / "login.png")
+        await page.fill("input[name=name]", "anna")
+        await page.fill("input[name=password]", PASSWORD)
+        await page.click("button[type=submit]")
+        await expect(page.locator("h1")).to_have_text("Overview")
+        await expect(page.locator(".figure").first).to_contain_text("Received today")
+        await page.screenshot(path=shots / "overview.png", full_page=True)
+
+        await page.click("nav >> text=Flows")
+        await page.click("text=Wielki Finał")
+        tally = page.locator("[data-live-target]")
+        await expect(tally).to_contain_text("4 · 66.7%")
+        await expect(page.locator("[data-live-status]")).to_contain_text("Live")
+        await _vote(svc, "GLOS B", "48600200000")  # while the page is open: no reload
+        await expect(tally).to_contain_text("3 · 42.9%", timeout=10_000)
+        await expect(tally).to_contain_text("4 · 57.1%")
+        await page.screenshot(path=shots / "flow-vote.png", full_page=True)
+
+        await page.click("nav >> text=Audit log")
+        await expect(page.locator("tbody tr").first).to_contain_text("session.login")
+        await page.screenshot(path=shots / "audit.png")
+
+        await page.click("nav >> text=Users")
+        await page.fill("form[action='/users'] input[name=name]", "marek")
+        await page.select_option("form[action='/users'] select[name=role]", "operator")
+        await page.fill("form[action='/users'] input[name=password]", "marek's password")
+        await page.click("text=Add user")
+        await expect(page.locator(".notice.ok")).to_contain_text("User marek added")
+        await page.screenshot(path=shots / "users.png")
+
+        await page.click("a[hreflang=pl]")
+        await expect(page.locator("h1")).to_have_text("Użytkownicy")  # the same page, in Polish
+        await page.click("nav >> text=Przegląd")
+        await expect(page.locator(".figure").first).to_contain_text("Odebrane dziś")
+        await page.screenshot(path=shots / "overview-pl.png", full_page=True)
+
+        await page.click("text=Wyloguj")
+        await expect(page).to_have_url(svc.base_url + "/login")
+        await page.goto(svc.base_url + "/flows/final")
+        await expect(page).to_have_url(svc.base_url + "/login?next=/flows/final")
+        await context.close()
+
+        phone = await browser.new_context(
+            viewport={"width": 390, "height": 844}, device_scale_factor=2, color_scheme="dark", is_mobile=True
+        )
+        small = await phone.new_page()
+        _watch_console(small, errors)
+        await small.goto(svc.base_url + "/login")
+        await small.fill("input[name=name]", "anna")
+        await small.fill("input[name=password]", PASSWORD)
+        await small.click("button[type=submit]")
+        await small.goto(svc.base_url + "/flows/final")
+        await expect(small.locator("[data-live-status]")).to_contain_text("Live")
+        await small.screenshot(path=shots / "flow-vote-phone-dark.png")
+        await phone.close()
+
+        assert errors == [], errors

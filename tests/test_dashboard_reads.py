@@ -1,0 +1,139 @@
+"""The dashboard's read queries: per-minute counts, the first id since a time, live tallies that add
+only new votes yet agree with a full recount."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from sqlalchemy import insert, update
+
+from app.dashboard.live import TallyHub
+from app.db.engine import create_engine
+from app.db.flow_models import Vote
+from app.db.migrate import upgrade
+from app.db.models import InboundMessage
+from app.flows.loader import load_dir
+from app.reads.series import first_id_since, per_minute
+from app.reads.tally import count_votes, latest_votes
+from tests.conftest import make_settings, new_sms_id, write_flows
+from tests.test_dashboard_pages import VOTE
+
+NOW = datetime(2026, 12, 1, 20, 30, 30, tzinfo=UTC)
+
+
+def _inbound(at: datetime) -> dict[str, object]:
+    return {
+        "sms_id": new_sms_id(), "number": "70120", "sender": "48600000001", "text": "x",
+        "time": int(at.timestamp()), "charset": "utf-8", "raw_body": b"", "client_ip": "127.0.0.1",
+        "received_at": at, "last_received_at": at, "deliveries": 1, "status": "processed",
+    }  # fmt: skip
+
+
+async def _engine(database_url: str):  # type: ignore[no-untyped-def]
+    engine = create_engine(make_settings(database_url))
+    await upgrade(engine)
+    return engine
+
+
+async def test_messages_fall_in_the_minute_they_arrived_in(database_url: str) -> None:
+    engine = await _engine(database_url)
+    times = [NOW - timedelta(hours=5), NOW - timedelta(minutes=179), NOW - timedelta(seconds=20),
+             NOW - timedelta(seconds=25), NOW - timedelta(minutes=1, seconds=1)]  # fmt: skip
+    async with engine.begin() as conn:
+        await conn.execute(insert(InboundMessage), [_inbound(t) for t in times])
+    async with engine.connect() as conn:
+        series = await conn.run_sync(lambda c: per_minute(c, NOW, hours=3))
+        first = await conn.run_sync(
+            lambda c: first_id_since(
+                c, InboundMessage.id, InboundMessage.received_at, NOW - timedelta(hours=1)
+            )
+        )
+        none = await conn.run_sync(
+            lambda c: first_id_since(
+                c, InboundMessage.id, InboundMessage.received_at, NOW + timedelta(hours=1)
+            )
+        )
+    await engine.dispose()
+    assert series.minutes == 180 and series.start == datetime(2026, 12, 1, 17, 31, tzinfo=UTC)
+    assert sum(series.inbound) == 4  # five hours ago is outside the chart
+    assert series.inbound[0] == 1  # 17:31:30, in the chart's first minute
+    assert series.inbound[-1] == 2 and series.inbound[-2] == 1
+    assert sum(series.outbound) == 0
+    assert first == 3 and none is None
+
+
+async def test_a_live_tally_adds_new_votes_and_agrees_with_a_full_recount(
+    database_url: str, tmp_path: Path
+) -> None:
+    engine = await _engine(database_url)
+    flow = load_dir(write_flows(tmp_path / "flows", final=VOTE)).flows["final"]
+    hub = TallyHub(engine)
+    seen = []
+
+    async def add(options: str, start: int) -> None:
+        rows = [
+            {"flow_id": "final", "flow_hash": flow.hash, "sender": f"4860000{start + i:04d}", "seq": 1,
+             "option": o, "inbound_id": start + i, "created_at": NOW, "message_time": 0}
+            for i, o in enumerate(options)
+        ]  # fmt: skip
+        async with engine.begin() as conn:
+            await conn.execute(insert(Vote), rows)
+
+    await add("AAB", 0)
+    stream = hub.watch(flow)
+    seen.append(await anext(stream))
+    await add("BBBA", 100)
+    seen.append(await asyncio.wait_for(anext(stream), 10))
+    counts = {o.option: o.votes for o in seen[-1].options}
+    async with engine.connect() as conn:
+        full, last = await conn.run_sync(lambda c: count_votes(c, "final"))
+    assert [(o.option, o.votes) for o in seen[0].options] == [("A", 2), ("B", 1)]
+    assert counts == full == {"A": 3, "B": 4} and seen[-1].last_vote_id == last
+    assert len(hub.feeds) == 1  # one shared count, however many watch
+    other = hub.watch(flow)
+    assert (await anext(other)).total == 7
+    assert len(hub.feeds) == 1
+    await other.aclose()
+    await stream.aclose()
+    assert hub.feeds == {}  # the last viewer left: the counting stops
+    await engine.dispose()
+
+
+async def test_a_replacing_vote_is_recounted_whole(database_url: str, tmp_path: Path) -> None:
+    engine = await _engine(database_url)
+    flows = write_flows(tmp_path / "flows", final=VOTE.replace("[vote]", '[vote]\non_repeat = "replace"'))
+    flow = load_dir(flows).flows["final"]
+    async with engine.begin() as conn:
+        await conn.execute(
+            insert(Vote),
+            [{"flow_id": "final", "flow_hash": flow.hash, "sender": "48600000001", "seq": 1, "option": "A",
+              "inbound_id": 1, "created_at": NOW, "message_time": 0}],
+        )  # fmt: skip
+    stream = TallyHub(engine).watch(flow)
+    first = await anext(stream)
+    async with engine.begin() as conn:  # the phone changes its mind: the same row, another option
+        await conn.execute(update(Vote).values(option="B"))
+    second = await asyncio.wait_for(anext(stream), 10)
+    await stream.aclose()
+    await engine.dispose()
+    assert [(o.option, o.votes) for o in first.options] == [("A", 1), ("B", 0)]
+    assert [(o.option, o.votes) for o in second.options] == [("A", 0), ("B", 1)]
+
+
+async def test_latest_votes_of_a_quiet_flow_among_busy_ones_are_found(database_url: str) -> None:
+    engine = await _engine(database_url)
+    rows = [
+        {"flow_id": "quiet" if i in (3, 5) else "busy", "flow_hash": "h", "sender": f"48600{i:06d}", "seq": 1,
+         "option": "A", "inbound_id": i, "created_at": NOW, "message_time": 0}
+        for i in range(1, 41)
+    ]  # fmt: skip
+    async with engine.begin() as conn:
+        await conn.execute(insert(Vote), rows)
+    async with engine.connect() as conn:
+        quiet = await conn.run_sync(lambda c: latest_votes(c, "quiet", limit=10, recent=10))
+        busy = await conn.run_sync(lambda c: latest_votes(c, "busy", limit=3, recent=10))
+    await engine.dispose()
+    assert [v.sender for v in quiet] == ["48600***005", "48600***003"]
+    assert [v.sender for v in busy] == ["48600***040", "48600***039", "48600***038"]
