@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import csv
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from datetime import datetime
-from typing import Any, TextIO
+from typing import Any
 
 import msgspec
 from sqlalchemy import Connection, Table, func, select
@@ -349,11 +348,3 @@ def flow_entries(conn: Connection, flow: LoadedFlow) -> Entries:
         mine = table.c.list_id == flow.definition.list_id
     rows = conn.execute(select(table).where(mine).order_by(*table.primary_key.columns)).all()
     return Entries([c.name for c in table.columns], [tuple(r) for r in rows])
-
-
-def write_csv(out: TextIO, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
-    """UTC times in ISO 8601, empty cells for missing values."""
-    writer = csv.writer(out)
-    writer.writerow(columns)
-    for row in rows:
-        writer.writerow(["" if v is None else v.isoformat() if isinstance(v, datetime) else v for v in row])
