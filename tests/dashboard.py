@@ -13,9 +13,9 @@ import httpx
 from app.db import users as store
 from app.db.engine import session_factory
 from app.db.models import Base, utcnow
-from app.flows.engine import outbox_row
 from app.ingest.writer import message_row
 from app.mobitex.mo_form import MoMessage
+from app.outbox.table import outbox_row
 from app.settings import Settings
 from tests.conftest import Service, make_settings, running
 
