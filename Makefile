@@ -5,14 +5,14 @@ BIN    := $(VENV)/bin
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
-.PHONY: run test lint format bench clean messages screenshots
+.PHONY: run test lint format bench clean messages constraints screenshots
 
-$(BIN)/.installed: pyproject.toml
+$(BIN)/.installed: pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
 		{ echo "smsflows needs Python 3.11 or newer (found $$($(PYTHON) --version)); set PYTHON=python3.11"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e ".[dev]"
+	$(BIN)/pip install --quiet -e ".[dev]" -c constraints.txt
 	@touch $@
 
 # Local development: the service answers on $(PORT) and sends through a fake Mobitex gateway on
@@ -37,6 +37,7 @@ run: $(BIN)/.installed
 		echo "SMSFLOWS_MOBITEX_FROM=$${SMSFLOWS_MOBITEX_FROM:-70120}"; \
 		echo "SMSFLOWS_ACTION_SECRET=$${SMSFLOWS_ACTION_SECRET:-dev-secret}"; \
 		echo "SMSFLOWS_SESSION_SECRET=$${SMSFLOWS_SESSION_SECRET:-dev-session-secret}"; \
+		echo "SMSFLOWS_PSEUDONYM_KEY=$${SMSFLOWS_PSEUDONYM_KEY:-dev-pseudonyms}"; \
 	} > $(RUN_ENV)
 	@$(BIN)/smsflows fake-mobitex --host 127.0.0.1 --port $(FAKE_PORT) \
 		--webhook http://127.0.0.1:$(PORT)/mobitex/mo --retry-interval 10 & fake=$$!; \
@@ -57,6 +58,10 @@ lint: $(BIN)/.installed
 format: $(BIN)/.installed
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
+
+# After upgrading packages in the .venv and running the whole suite: pin what was tested.
+constraints: $(BIN)/.installed
+	$(BIN)/python .ci/constraints.py > constraints.txt
 
 bench: $(BIN)/.installed
 	$(BIN)/python bench/mo_ingest.py

@@ -14,8 +14,12 @@ from litestar import Litestar
 from litestar.datastructures import State
 from litestar.middleware import DefineMiddleware
 
+from app.api.boards import BoardLinksController, PublicBoardController, board_page
+from app.api.contacts import ContactsController
 from app.api.deps import DEPENDENCIES
+from app.api.draws import DrawsController
 from app.api.errors import EXCEPTION_HANDLERS
+from app.api.evidence import AuditController
 from app.api.failures import unexpected_error
 from app.api.flows import FlowsController
 from app.api.health import health, ready
@@ -35,6 +39,7 @@ from app.logs import configure_logging
 from app.metrics import MoMetrics
 from app.outbox.actions import ActionDeliverer
 from app.outbox.dispatcher import Dispatcher
+from app.privacy.retention import ScheduledPurge
 from app.settings import Settings, load_settings
 
 log = logging.getLogger("smsflows")
@@ -71,6 +76,9 @@ def create_app(settings: Settings) -> Litestar:
             actions = ActionDeliverer(engine, settings) if settings.dispatcher else None
             if actions is not None:
                 await actions.start()
+            purger = ScheduledPurge(engine, settings) if settings.retention_purge_hours else None
+            if purger is not None:
+                await purger.start()
             app.state.dispatcher = dispatcher
             app.state.db_gate = gate = DatabaseGate(engine)
             app.state.engine, app.state.writer, app.state.flows = engine, writer, flows
@@ -84,6 +92,8 @@ def create_app(settings: Settings) -> Litestar:
                 yield
             finally:
                 await gate.stop()
+                if purger is not None:
+                    await purger.stop()
                 if actions is not None:
                     await actions.stop()
                 if dispatcher is not None:
@@ -106,6 +116,12 @@ def create_app(settings: Settings) -> Litestar:
             OutboxController,
             MessagesController,
             *metrics_routes(settings),
+            DrawsController,
+            ContactsController,
+            AuditController,
+            BoardLinksController,
+            PublicBoardController,
+            board_page,
         ],
         middleware=[DefineMiddleware(MoMetrics, mo_path=settings.mo_path)],
         dependencies=DEPENDENCIES,

@@ -27,6 +27,7 @@ from sqlalchemy import Connection, case, func, select
 
 from app.db.models import FlowEvent, InboundMessage, OutboxMessage, QuarantinedRequest, SendBackAction
 from app.mobitex.statuses import STATUSES
+from app.outbox.requeue import refused_with
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -91,10 +92,7 @@ class MoMetrics:
 def _mobitex_codes(conn: Connection) -> dict[str, int]:
     """Failed messages by the Mobitex status that refused them (``status 202 (`` in last_error)."""
     failed = OutboxMessage.status == "failed"
-    columns = [
-        func.sum(case((OutboxMessage.last_error.like(f"%status {code} (%"), 1), else_=0)).label(f"s{code}")
-        for code in STATUSES
-    ]
+    columns = [func.sum(case((refused_with(code), 1), else_=0)).label(f"s{code}") for code in STATUSES]
     row = conn.execute(select(*columns).where(failed)).one()
     return {code: int(value or 0) for code, value in zip(STATUSES, row, strict=True) if value}
 

@@ -50,6 +50,10 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     send_max_age: int = 3600
     send_lease: int = 60
     action_secret: str | None = None
+    pseudonym_key: str | None = None
+    retention_raw_days: int | None = None
+    retention_text_days: int | None = None
+    retention_purge_hours: int = 0
     # The dashboard: signed session cookies (a secret every worker shares), their lifetime, HTTPS.
     session_secret: str | None = None
     session_hours: int = 12
@@ -84,6 +88,13 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             if getattr(self, name) <= 0:
                 kind = "number" if name.startswith("send_rate") or name == "request_timeout" else "integer"
                 raise SettingsError(f"{PREFIX}{name.upper()}: expected a positive {kind}")
+        for name in ("retention_raw_days", "retention_text_days", "retention_purge_hours"):
+            value = getattr(self, name)
+            if value is not None and value < (1 if name.endswith("days") else 0):
+                raise SettingsError(
+                    f"{PREFIX}{name.upper()}: expected a positive number of "
+                    f"{'days' if name.endswith('days') else 'hours (0 turns it off)'}"
+                )
         if not self.database_url.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
             raise SettingsError(
                 f"{PREFIX}DATABASE_URL: {_hide_password(self.database_url)!r} is not supported; use "
@@ -102,7 +113,7 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
     def refuse_dev_secrets(self, host: str) -> None:
         """Refuse to serve a well-known development secret on an address other hosts can reach."""
-        if _is_loopback(host):
+        if is_loopback(host):
             return
         for name in ("api_token", "action_secret", "session_secret"):
             value = getattr(self, name)
@@ -146,9 +157,11 @@ def _hide_password(url: str) -> str:
 DEV_SECRETS = frozenset(
     {"dev", "dev-secret", "dev-session-secret", "smsflows", "test-token", "secret", "changeme", "password"}
 )
+# The dashboard password `make run` gives its user "dev".
+DEV_PASSWORDS = ("dev-password",)
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
     if host.strip().lower() == "localhost":
         return True
     try:
@@ -157,8 +170,9 @@ def _is_loopback(host: str) -> bool:
         return False  # a host name: it may resolve to anything
 
 
-_SECRETS = frozenset({"mobitex_password", "api_token", "action_secret", "session_secret"})
+_SECRETS = frozenset({"mobitex_password", "api_token", "action_secret", "session_secret", "pseudonym_key"})
 _LISTS = frozenset({"mo_allowed_ips", "trusted_proxies"})
+_OPTIONAL = frozenset({"mobitex_user", "mobitex_from", "retention_raw_days", "retention_text_days"})
 
 
 def read_env_file(path: Path) -> dict[str, str]:
@@ -203,7 +217,7 @@ def load_settings(environ: Mapping[str, str] | None = None, env_file: Path | Non
             continue  # other SMSFLOWS_* variables (e.g. test-only ones) are not ours to judge
         if name in _LISTS:
             raw[name] = [v.strip() for v in value.split(",") if v.strip()]
-        elif value == "" and name in _SECRETS | {"mobitex_user", "mobitex_from"}:
+        elif value == "" and name in _SECRETS | _OPTIONAL:
             raw[name] = None
         elif name in ("log_level", "sqlite_synchronous"):
             raw[name] = value.upper()

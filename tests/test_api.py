@@ -14,6 +14,7 @@ from sqlalchemy import text
 
 from app.db.migrate import head_revision
 from tests.conftest import Service, make_settings, mo_form, start_service
+from tests.dashboard import dashboard_service, signed_in
 
 
 async def _post(service: Service, **fields: str) -> dict[str, str]:
@@ -297,3 +298,10 @@ async def test_two_repairs_racing_store_the_message_once(service: Service) -> No
     )
     assert sorted(a.status_code for a in answers) == [200, 409, 409, 409]
     assert await service.scalar("SELECT deliveries FROM inbound_messages WHERE sms_id = :s", s="e" * 32) == 1
+
+
+async def test_the_audit_page_bounds_its_cursor_too(database_url: str) -> None:
+    async with dashboard_service(database_url) as svc, signed_in(svc, "olek", "operator") as client:
+        resp = await client.get("/audit", params={"before": "99999999999999999999"})
+    assert resp.status_code == 400, resp.text
+    assert "Traceback" not in resp.text

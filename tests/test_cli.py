@@ -122,3 +122,26 @@ def test_a_development_token_is_fine_on_loopback() -> None:
     settings = load_settings({"SMSFLOWS_API_TOKEN": "dev", "SMSFLOWS_ACTION_SECRET": "dev-secret"}, None)
     for host in ("127.0.0.1", "::1", "localhost", "127.0.0.2"):
         settings.refuse_dev_secrets(host)
+
+
+def test_serve_refuses_a_dashboard_user_with_the_development_password_on_a_public_address(
+    tmp_path: Path,
+) -> None:
+    env = {
+        "SMSFLOWS_API_TOKEN": "a-real-secret-of-32-characters-x",
+        "SMSFLOWS_SESSION_SECRET": "another-real-secret-of-32-chars-y",
+    }
+    added = subprocess.run(
+        [*SMSFLOWS, "users", "add", "dev", "--role", "admin", "--password-stdin"],
+        input="dev-password\n",
+        env={**os.environ, **env},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert added.returncode == 0, added.stderr
+    result = _run(["serve", "--host", "0.0.0.0", "--port", str(free_port())], env, tmp_path)
+    assert result.returncode == 1
+    assert "the dashboard user(s) dev have the development password 'dev-password'" in result.stderr
+    assert "smsflows users passwd dev" in result.stderr

@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 from click.testing import CliRunner
-from sqlalchemy import insert
+from sqlalchemy import insert, text
 
 from app.cli import main
 from app.db.engine import create_engine
@@ -284,3 +284,40 @@ def test_broadcast_to_an_unknown_list_names_the_lists(cli_env: dict[str, str], d
     result = smsflows(cli_env, "broadcast", "sport", "--text", "Hej", "--dry-run")
     assert result.exit_code == 1
     assert "list 'sport' has no active member who may get messages (lists: news)" in result.output
+
+
+def test_outbox_requeue_queues_failed_messages_again_by_mobitex_status(
+    cli_env: dict[str, str], database_url: str
+) -> None:
+    for i in range(4):
+        assert smsflows(cli_env, "send", "--to", PHONE, "--text", f"Wiadomosc {i}").exit_code == 0
+    no_funds = f"Mobitex refused the message to {PHONE}: status 202 (no funds); top up the account"
+    asyncio.run(_fail_messages(database_url, {1: no_funds, 2: no_funds, 3: "gave up after 3 attempt(s)"}))
+    preview = smsflows(cli_env, "outbox", "requeue", "--status", "failed", "--error", "202", "--dry-run")
+    assert preview.exit_code == 0, preview.output
+    assert "2 message(s) would be queued again" in preview.stdout
+    done = smsflows(cli_env, "outbox", "requeue", "--status", "failed", "--error", "202")
+    assert done.exit_code == 0, done.output
+    assert done.stdout.startswith("2 message(s) queued again")
+    assert rows(database_url, "SELECT id, status, attempts FROM outbox ORDER BY id") == [
+        (1, "queued", 0),
+        (2, "queued", 0),
+        (3, "failed", 2),
+        (4, "queued", 0),
+    ]
+    later = smsflows(cli_env, "outbox", "requeue", "--status", "failed", "--since", "2999-01-01")
+    assert later.stdout.startswith("0 message(s)")
+    unknown = smsflows(cli_env, "outbox", "requeue", "--status", "failed", "--error", "999")
+    assert unknown.exit_code == 2
+    assert "'999' is not a Mobitex status code; known codes: " in unknown.output
+
+
+async def _fail_messages(database_url: str, errors: dict[int, str]) -> None:
+    engine = create_engine(make_settings(database_url))
+    async with engine.begin() as conn:
+        for message_id, error in errors.items():
+            await conn.execute(
+                text("UPDATE outbox SET status = 'failed', attempts = 2, last_error = :e WHERE id = :i"),
+                {"e": error, "i": message_id},
+            )
+    await engine.dispose()

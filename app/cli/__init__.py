@@ -1,6 +1,18 @@
 """The ``smsflows`` command: one module per family of subcommands, all on the ``main`` group."""
 
-from app.cli import flows, gateway, messages, service, users  # noqa: F401  (each registers its commands)
+from app.cli import (  # noqa: F401  (each registers its commands)
+    boards,
+    contacts,
+    draws,
+    evidence,
+    flows,
+    gateway,
+    messages,
+    outbox,
+    retention,
+    service,
+    users,
+)
 from app.cli.root import main
 
 __all__ = ["main"]

@@ -118,13 +118,16 @@ def export_command(flow_id: str, csv_file: Path) -> None:
     """Export the entries of flow ID as CSV, one row each, oldest first.
 
     A vote exports its votes, a contest its code redemptions, a list its subscriptions, a survey
-    its answers; other kinds export their decisions from the event log. Times are UTC.
+    its answers; other kinds export their decisions from the event log. Times are UTC. Beside
+    the file goes FILE.manifest.json with its row count and SHA-256 (see `smsflows check-export`).
 
     \b
     Example:
       smsflows export final --csv final-votes.csv
     """
     from app.db.migrate import open_database
+    from app.db.models import utcnow
+    from app.evidence import write_manifest
     from app.flows.loader import find_flow
     from app.reads.results import Entries, flow_entries, write_csv
 
@@ -142,9 +145,11 @@ def export_command(flow_id: str, csv_file: Path) -> None:
     try:
         with csv_file.open("w", newline="", encoding="utf-8") as out:
             write_csv(out, entries.columns, entries.rows)
+        manifest = write_manifest(csv_file, flow.id, flow.hash, len(entries.rows), utcnow())
     except OSError as exc:
-        raise click.ClickException(f"cannot write {csv_file}: {exc.strerror}") from None
-    click.echo(f"{len(entries.rows)} row(s) written to {csv_file}", err=True)
+        raise click.ClickException(f"cannot write {exc.filename}: {exc.strerror}") from None
+    click.echo(f"{len(entries.rows)} row(s) written to {csv_file}, SHA-256 {manifest.sha256}", err=True)
+    click.echo(f"manifest: {csv_file}.manifest.json; `smsflows check-export {csv_file}` checks it", err=True)
 
 
 @main.command()

@@ -17,6 +17,18 @@ def cli_settings() -> Settings:
         raise click.ClickException(str(exc)) from None
 
 
+def cli_actor(by: str | None) -> str:
+    """Who runs a command, for the audit log and the records: ``--by NAME`` or ``cli:<login>``."""
+    import getpass
+
+    if by:
+        return by
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (OSError, KeyError):
+        return "cli"
+
+
 class CleanErrors(click.Group):
     """Domain errors become one readable line instead of a traceback."""
 

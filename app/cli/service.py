@@ -11,7 +11,7 @@ import click
 
 from app.cli.root import cli_settings, main
 from app.logs import configure_logging
-from app.settings import Settings
+from app.settings import Settings, is_loopback
 
 
 @main.command()
@@ -34,6 +34,8 @@ def serve(host: str | None, port: int | None, workers: int) -> None:
     settings.refuse_dev_secrets(host)
     configure_logging(settings)
     asyncio.run(_prepare_database(settings))
+    if not is_loopback(host):
+        asyncio.run(_refuse_dev_passwords(settings, host))
     counts = Path(tempfile.mkdtemp(prefix="smsflows-metrics-")) if workers > 1 else None
     if counts is not None:
         prepare_multiprocess(counts)  # one /metrics scrape adds up every worker's counts
@@ -57,6 +59,23 @@ async def _prepare_database(settings: Settings) -> None:
 
     async with open_database(settings):
         pass
+
+
+async def _refuse_dev_passwords(settings: Settings, host: str) -> None:
+    """A dashboard user with the password `make run` gives must not be served to other machines."""
+    from app.db.engine import session_factory
+    from app.db.migrate import open_database
+    from app.db.users import with_password
+    from app.settings import DEV_PASSWORDS
+
+    async with open_database(settings) as engine, session_factory(engine)() as session:
+        names = await with_password(session, DEV_PASSWORDS)
+    if names:
+        raise click.ClickException(
+            f"the dashboard user(s) {', '.join(names)} have the development password "
+            f"{DEV_PASSWORDS[0]!r}, and the service would listen on {host}, where others can reach it: "
+            f"set a password of your own (`smsflows users passwd {names[0]}`), or listen on 127.0.0.1"
+        )
 
 
 @main.group()

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from litestar import Controller, Request, get
 from litestar.di import NamedDependency
-from litestar.params import FromQuery
+from litestar.params import FromQuery, QueryParameter
 from litestar.response import Template
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app.api.params import MAX_ID
 from app.dashboard.auth import require
 from app.reads.audit import audit_page
+
+# Bounded like the API's cursors: a larger number names no row, and is a 400, not a 500.
+AuditCursor = Annotated[int | None, QueryParameter(ge=1, le=MAX_ID, description="the page before this id")]
 
 
 class AuditController(Controller):
@@ -23,7 +27,7 @@ class AuditController(Controller):
         self,
         request: Request[Any, Any, Any],
         db_engine: NamedDependency[AsyncEngine],
-        before: FromQuery[int | None] = None,
+        before: AuditCursor = None,
         action: FromQuery[str | None] = None,
     ) -> Template:
         async with db_engine.connect() as conn:

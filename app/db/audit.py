@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import msgspec
+from sqlalchemy import Connection, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.access_models import AuditEntry
@@ -35,3 +36,26 @@ def record(
     )
     session.add(entry)
     return entry
+
+
+def record_in(
+    conn: Connection,
+    *,
+    actor: str,
+    action: str,
+    target: str | None = None,
+    detail: dict[str, Any] | None = None,
+    client: str | None = None,
+) -> None:
+    """:func:`record` for code that works on a Core connection (inside ``run_sync``), in the
+    caller's transaction."""
+    conn.execute(
+        insert(AuditEntry).values(
+            at=utcnow(),
+            actor=actor[:64],
+            action=action,
+            target=None if target is None else target[:200],
+            detail=msgspec.json.encode(detail).decode() if detail is not None else None,
+            client=client,
+        )
+    )

@@ -121,3 +121,17 @@ async def list_users(session: AsyncSession) -> list[User]:
 
 async def count(session: AsyncSession) -> int:
     return int(await session.scalar(select(func.count()).select_from(User)) or 0)
+
+
+async def with_password(session: AsyncSession, passwords: tuple[str, ...]) -> list[str]:
+    """The active users whose password is one of ``passwords`` (to refuse well-known ones)."""
+    found = []
+    for user in await session.scalars(select(User).where(User.active.is_(True)).order_by(User.name)):
+        for password in passwords:
+            try:
+                _hasher.verify(user.password_hash, password)
+            except (VerificationError, InvalidHashError):
+                continue
+            found.append(user.name)
+            break
+    return found

@@ -9,18 +9,35 @@ keeps one answer per step, so a message processed twice cannot move a conversati
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
-from sqlalchemy import Connection, Row, insert, select, update
+from sqlalchemy import Connection, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from app.db.flow_models import Conversation, SurveyAnswer
 
 
+@dataclass(slots=True, frozen=True)
+class OpenConversation:
+    """An active conversation as a flow sees it when the phone's next message comes."""
+
+    id: int
+    flow_id: str
+    flow_hash: str
+    sender: str
+    number: str
+    step: str
+    status: str
+    retries: int
+    started_at: datetime
+    updated_at: datetime
+    expires_at: datetime | None
+
+
 def active_conversation(
     conn: Connection, sender: str, number: str, *, at: datetime, now: datetime
-) -> Row[Any] | None:
+) -> OpenConversation | None:
     """The phone's active conversation on this number; one whose deadline is not after ``at``
     (the message's time) is closed as expired and the message is matched as if it did not exist."""
     row = conn.execute(
@@ -33,7 +50,7 @@ def active_conversation(
     if row.expires_at is not None and row.expires_at <= at:
         close_conversation(conn, row.id, "expired", now)
         return None
-    return row
+    return OpenConversation(**row._mapping)
 
 
 def phones_in_conversation(conn: Connection, senders: set[str]) -> set[tuple[str, str]]:
@@ -97,7 +114,13 @@ def close_conversation(conn: Connection, conversation_id: int, status: str, now:
 
 
 def move_conversation(
-    conn: Connection, conversation: Any, *, step: str, retries: int, now: datetime, expires_at: datetime
+    conn: Connection,
+    conversation: OpenConversation,
+    *,
+    step: str,
+    retries: int,
+    now: datetime,
+    expires_at: datetime,
 ) -> bool:
     """Set the step and retry count of an active conversation that is still where ``conversation``
     saw it; False when something else moved it first (the caller then leaves it alone)."""
@@ -115,7 +138,7 @@ def move_conversation(
 
 
 def store_answer(
-    conn: Connection, conversation: Any, *, step: str, value: str, inbound_id: int, now: datetime
+    conn: Connection, conversation: OpenConversation, *, step: str, value: str, inbound_id: int, now: datetime
 ) -> bool:
     """Keep the answer to one step; False when this step of this conversation is already answered."""
     try:

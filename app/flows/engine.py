@@ -1,32 +1,31 @@
-"""The flow engine: decide what each new message means, inside the transaction that stores it.
+"""The flow engine: decide what each new message of a batch means, inside the transaction that
+stores it.
 
-For every message still ``received`` the engine picks a flow (STOP-like keywords, then an open
-conversation, then the keyword index, then the number's fallback), lets the flow act in a
-SAVEPOINT, queues its reply in the outbox and appends an event. A flow that raises only rolls
-back its own savepoint: the message is kept as ``failed`` with the error, and the others go on.
+For every message still ``received`` the engine has it routed (``routing.py``), lets the flow
+act, and collects the bookkeeping (``decisions.py``): its reply in the outbox, its event, its new
+status. The batch runs under one SAVEPOINT; if a flow raises, it runs again with a SAVEPOINT per
+message, so a failing flow loses only its own effects: its message is kept as ``failed`` with
+the error, and the others go on.
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
 import logging
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
 
-import msgspec
-from sqlalchemy import Connection, Table, bindparam, insert, select, update
+from sqlalchemy import Connection, bindparam, select
 
-from app.db.dialect import insert_for, insert_rows
-from app.db.models import Contact, FlowEvent, InboundMessage, OutboxMessage, utcnow
+from app.db.models import InboundMessage, utcnow
+from app.flows.decisions import Decisions, reply_row, touch_contacts
 from app.flows.kinds.base import Context, Inbound, Outcome
-from app.flows.kinds.reply_answers import Answered, correlate
+from app.flows.kinds.reply_answers import correlate
 from app.flows.loader import FlowSet, LoadedFlow
 from app.flows.matching import words
-from app.outbox.table import OUTBOX, outbox_row
+from app.flows.messages import Answered
+from app.flows.routing import Route, route
 
 log = logging.getLogger("smsflows.flows")
 
@@ -38,83 +37,6 @@ _INBOUND_COLUMNS = (
     InboundMessage.text,
     InboundMessage.time,
     InboundMessage.ext_id,
-)
-
-
-@dataclass
-class _Decisions:
-    """Event rows and status changes of one batch, written with one statement each at the end.
-
-    Only the flows' own effects and their replies are written message by message (inside each
-    message's SAVEPOINT); the bookkeeping every message needs goes in bulk, which is what keeps
-    the MO path fast when every message is a vote.
-    """
-
-    now: datetime
-    events: list[dict[str, Any]] = field(default_factory=list)
-    finishes: list[dict[str, Any]] = field(default_factory=list)
-    replies: list[dict[str, Any]] = field(default_factory=list)
-    reply_of_event: dict[int, int] = field(default_factory=dict)  # event index → replies index
-
-    def record(
-        self,
-        msg: Inbound,
-        flow: LoadedFlow | None,
-        outcome: Outcome,
-        reply: dict[str, Any] | None,
-        follow_ups: Sequence[dict[str, Any]] = (),
-    ) -> None:
-        detail = msgspec.json.encode(outcome.variables).decode() if outcome.variables else None
-        if reply is not None:
-            self.reply_of_event[len(self.events)] = len(self.replies)
-            self.replies.append(reply)
-        self.replies.extend(follow_ups)  # after the reply: the outbox sends oldest first
-        self.events.append(
-            {
-                "inbound_id": msg.id,
-                "sender": msg.sender,
-                "flow_id": flow.id if flow else None,
-                "flow_hash": flow.hash if flow else None,
-                "outcome": outcome.name,
-                "detail": detail,
-                "reply_ext_id": None,
-                "created_at": self.now,
-            }
-        )
-        self.finish(msg, flow.id if flow else None, outcome.status, None)
-
-    def finish(self, msg: Inbound, flow_id: str | None, status: str, error: str | None) -> None:
-        self.finishes.append(
-            {"b_id": msg.id, "b_status": status, "b_flow": flow_id, "b_at": self.now, "b_error": error}
-        )
-
-    def write(self, conn: Connection) -> None:
-        if self.replies:
-            insert_rows(conn, OUTBOX, self.replies)
-        for event, reply in self.reply_of_event.items():
-            self.events[event]["reply_ext_id"] = self.replies[reply]["ext_id"]
-        if self.events:
-            conn.execute(_EVENT, self.events)
-        if self.finishes:
-            conn.execute(_FINISH, self.finishes)
-
-
-# An event names its reply by the ext_id we gave it: the outbox ids need no RETURNING round.
-_EVENT = insert(FlowEvent).values(
-    reply_id=select(OutboxMessage.id)
-    .where(OutboxMessage.ext_id == bindparam("reply_ext_id"))
-    .scalar_subquery()
-)
-
-_FINISH = (
-    update(InboundMessage)
-    .where(InboundMessage.id == bindparam("b_id"))
-    .values(
-        status=bindparam("b_status"),
-        flow_id=bindparam("b_flow"),
-        processed_at=bindparam("b_at"),
-        error=bindparam("b_error"),
-    )
 )
 
 
@@ -132,18 +54,22 @@ def process_new(
     conn: Connection,
     flows: FlowSet,
     sms_ids: Sequence[str],
+    *,
     statuses: Sequence[str] = ("received",),
     only_flow: str | None = None,
 ) -> dict[str, str]:
-    """Run flows over the given messages that are in one of ``statuses``; returns sms_id → status."""
+    """Run flows over the given messages that are in one of ``statuses``; returns sms_id → status.
+
+    ``only_flow`` (a replay of one flow) leaves messages that go to other flows as they are.
+    """
     rows = conn.execute(_PENDING, {"sms_ids": list(sms_ids), "statuses": list(statuses)}).all()
     if not rows:
         return {}
-    decisions = _Decisions(utcnow())
+    decisions = Decisions(utcnow())
     # A replayed message was counted when it first came in; only new ones add to their contact.
     fresh = [r.sender for r in rows if r.status == "received"]
     if fresh:
-        _touch_contacts(conn, fresh, decisions.now)
+        touch_contacts(conn, fresh, decisions.now)
     results = {}
     msgs = [Inbound(r.id, r.sms_id, r.number, r.sender, r.text, r.time, r.ext_id) for r in rows]
     # Answers to sent messages are linked to them whether or not a flow acts on them.
@@ -152,15 +78,26 @@ def process_new(
     # back to it and done again with a SAVEPOINT per message, so that one failure stays alone.
     try:
         with _savepoint(conn, "smsflows_batch"):
-            routes = _route_batch(conn, flows, msgs, decisions.now, only_flow, answered)
+            routes = _route_batch(
+                conn, flows, msgs, now=decisions.now, only_flow=only_flow, answered=answered
+            )
             for msg in msgs:
                 results[msg.sms_id] = _process_one(
-                    conn, flows, msg, decisions, only_flow, answered.get(msg.id), routes.get(msg.id), False
+                    conn,
+                    flows,
+                    msg,
+                    decisions=decisions,
+                    only_flow=only_flow,
+                    answered=answered.get(msg.id),
+                    routed=routes.get(msg.id),
+                    isolate=False,
                 )
     except _FlowRaised:
-        decisions, results = _Decisions(decisions.now), {}
+        decisions, results = Decisions(decisions.now), {}
         for msg in msgs:
-            results[msg.sms_id] = _process_one(conn, flows, msg, decisions, only_flow, answered.get(msg.id))
+            results[msg.sms_id] = _process_one(
+                conn, flows, msg, decisions=decisions, only_flow=only_flow, answered=answered.get(msg.id)
+            )
     decisions.write(conn)
     return results
 
@@ -169,17 +106,15 @@ class _FlowRaised(Exception):
     """A flow raised while the batch ran without per-message savepoints: run it again with them."""
 
 
-_Routed = tuple[LoadedFlow | None, Context]
-
-
 def _route_batch(
     conn: Connection,
     flows: FlowSet,
     msgs: list[Inbound],
+    *,
     now: datetime,
     only_flow: str | None,
     answered: dict[int, Answered],
-) -> dict[int, _Routed]:
+) -> dict[int, Route]:
     """Route the batch up front where that changes nothing, and let each flow prepare its share.
 
     Where a message goes depends on its text, except for a phone in a conversation (a survey),
@@ -192,19 +127,26 @@ def _route_batch(
         from app.flows.conversations import phones_in_conversation
 
         waiting = phones_in_conversation(conn, {m.sender for m in msgs})
-    routes: dict[int, _Routed] = {}
+    routes: dict[int, Route] = {}
     shares: dict[str, tuple[LoadedFlow, list[Context]]] = {}
     for msg in msgs:
         phone = (msg.sender, msg.number)
         if phone in waiting:
             continue
-        chosen, ctx = _route(
-            conn, flows, msg, words(msg.text), now, answered.get(msg.id), conversations=False
+        routed = route(
+            conn,
+            flows,
+            msg,
+            folded=words(msg.text),
+            now=now,
+            answered=answered.get(msg.id),
+            conversations=False,
         )
+        chosen, ctx = routed
         if chosen is not None and type(chosen.definition).conversational:
             waiting.add(phone)
             continue
-        routes[msg.id] = chosen, ctx
+        routes[msg.id] = routed
         if chosen is None or (only_flow is not None and chosen.id != only_flow):
             continue
         if chosen.definition.is_open(msg.sent_at):
@@ -221,18 +163,20 @@ def _process_one(
     conn: Connection,
     flows: FlowSet,
     msg: Inbound,
-    decisions: _Decisions,
+    *,
+    decisions: Decisions,
     only_flow: str | None,
     answered: Answered | None = None,
-    routed: _Routed | None = None,
+    routed: Route | None = None,
     isolate: bool = True,
 ) -> str:
+    """Route (unless routed with the batch) and handle one message; returns its new status."""
     now = decisions.now
     in_order = routed is None and flows.conversational  # routed here, after the batch's earlier ones
     if not in_order:
         # Routed with the batch (or a set without conversations): routing needed no database,
         # so unmatched messages cost nothing here.
-        chosen, ctx = routed or _route(conn, flows, msg, words(msg.text), now, answered)
+        chosen, ctx = routed or route(conn, flows, msg, folded=words(msg.text), now=now, answered=answered)
         if only_flow is not None and (chosen is None or chosen.id != only_flow):
             return "skipped"
         if chosen is None:
@@ -241,7 +185,7 @@ def _process_one(
     try:
         with _savepoint(conn, "smsflows_message") if isolate else contextlib.nullcontext():
             if in_order:
-                chosen, ctx = _route(conn, flows, msg, words(msg.text), now, answered)
+                chosen, ctx = route(conn, flows, msg, folded=words(msg.text), now=now, answered=answered)
                 if only_flow is not None and (chosen is None or chosen.id != only_flow):
                     return "skipped"  # a replay of one flow leaves other flows' messages as they were
                 if chosen is None:
@@ -251,8 +195,8 @@ def _process_one(
             d = chosen.definition
             open_now = d.is_open(msg.sent_at) or ctx.conversation is not None
             outcome = d.handle(ctx) if open_now else d.closed(ctx)
-            reply = _reply_row(chosen, outcome, ctx)
-            follow_ups = [r for name in outcome.follow_ups if (r := _reply_row(chosen, outcome, ctx, name))]
+            reply = reply_row(chosen, outcome, ctx)
+            follow_ups = [r for name in outcome.follow_ups if (r := reply_row(chosen, outcome, ctx, name))]
     except Exception as exc:  # the flow's own effects are rolled back; the message is kept
         if not isolate:
             raise _FlowRaised from exc
@@ -277,121 +221,3 @@ def _savepoint(conn: Connection, name: str) -> Iterator[None]:
         conn.exec_driver_sql(f"RELEASE SAVEPOINT {name}")
         raise
     conn.exec_driver_sql(f"RELEASE SAVEPOINT {name}")
-
-
-def _route(
-    conn: Connection,
-    flows: FlowSet,
-    msg: Inbound,
-    folded: list[str],
-    now: datetime,
-    answered: Answered | None = None,
-    conversations: bool = True,
-) -> tuple[LoadedFlow | None, Context]:
-    """The flow that takes the message; ``conversations=False`` when the phone is known to have
-    no open conversation."""
-    ctx = Context(conn=conn, msg=msg, flow_hash="", words=folded, keyword=None, now=now)
-    matched = flows.index.lookup(msg.number, folded[0]) if folded else []
-    at = msg.sent_at
-    chosen = _pick(matched, at)
-    if answered is not None:
-        ctx.extra["answered"] = answered
-        taker = flows.answer_flow(answered.tag, msg.number) if answered.tag else None
-        # An answer to a tagged message goes to its reply flow; only STOP-like keywords come first.
-        if taker is not None and (chosen is None or not type(chosen.definition).interrupts):
-            ctx.flow_hash = taker.hash
-            return taker, ctx
-    if conversations and flows.conversational and (chosen is None or not type(chosen.definition).interrupts):
-        from app.flows.conversations import active_conversation  # only sets with surveys pay for it
-
-        conversation = active_conversation(conn, msg.sender, msg.number, at=at, now=now)
-        if conversation is not None and conversation.flow_id in flows.flows:
-            owner = flows.flows[conversation.flow_id]
-            takes_over = (
-                chosen is not None
-                and chosen is not owner
-                and owner.definition.yields_to_keyword(conn, conversation, now)
-            )
-            if not takes_over:
-                ctx.conversation, ctx.flow_hash = conversation, owner.hash
-                if chosen is not None:  # the owner decides what a keyword means mid-conversation
-                    ctx.keyword, ctx.keyword_flow = folded[0], chosen.id
-                return owner, ctx
-    if chosen is not None:
-        ctx.keyword, ctx.keyword_flow, ctx.flow_hash = folded[0], chosen.id, chosen.hash
-        return chosen, ctx
-    fallback = flows.fallback_for(msg.number)
-    if fallback is not None:
-        ctx.flow_hash = fallback.hash
-    return fallback, ctx
-
-
-def _pick(matched: list[LoadedFlow], at: datetime) -> LoadedFlow | None:
-    """The flow whose window holds the message's time; else the nearest one, to say it is closed."""
-    if not matched:
-        return None
-    for f in matched:
-        if f.definition.is_open(at):
-            return f
-
-    def distance(f: LoadedFlow) -> float:
-        lo, hi = f.definition.window()
-        return (lo - at).total_seconds() if at < lo else (at - hi).total_seconds()
-
-    return min(matched, key=distance)
-
-
-def _reply_row(
-    flow: LoadedFlow, outcome: Outcome, ctx: Context, name: str | None = None
-) -> dict[str, Any] | None:
-    """The outbox row for the flow's reply (or its reply ``name``), rendered now, written with the batch."""
-    name = name or outcome.reply
-    reply = flow.replies.get(name) if name else None
-    if reply is None:
-        return None
-    variables: dict[str, Any] = {
-        **flow.blanks,
-        "sender": ctx.msg.sender,
-        "number": ctx.msg.number,
-        "text": ctx.msg.text,
-        "keyword": ctx.keyword or "",
-        "flow": flow.id,
-        "flow_name": flow.definition.name or flow.id,
-        **outcome.variables,
-    }
-    # A reply that echoes what the phone wrote can outgrow the sample `flows check` measured.
-    text, measured = reply.sms(variables, flow.definition.max_parts)
-    if not text:
-        return None
-    return outbox_row(
-        to=ctx.msg.sender,
-        text=text,
-        from_number=ctx.msg.number,
-        flow=flow,
-        inbound_id=ctx.msg.id,
-        now=ctx.now,
-        measured=measured,
-    )
-
-
-def _touch_contacts(conn: Connection, phones: list[str], now: datetime) -> None:
-    counts: dict[str, int] = {}
-    for p in phones:
-        counts[p] = counts.get(p, 0) + 1
-    conn.execute(
-        _contacts_upsert(conn.dialect.name),
-        [
-            {"phone": p, "first_seen": now, "last_seen": now, "messages": n, "opted_out_at": None}
-            for p, n in counts.items()
-        ],
-    )
-
-
-@functools.cache  # built once per dialect: ``excluded`` costs a proxy per column each time
-def _contacts_upsert(dialect: str) -> Any:
-    table: Table = Contact.__table__  # type: ignore[assignment]
-    stmt = insert_for(dialect, table)
-    return stmt.on_conflict_do_update(
-        index_elements=["phone"],
-        set_={"last_seen": stmt.excluded.last_seen, "messages": table.c.messages + stmt.excluded.messages},
-    )

@@ -53,7 +53,7 @@ def replay_batch(
     ).all()
     if not rows:
         return {}, {}, None
-    new = process_new(conn, flows, [r.sms_id for r in rows], statuses, only_flow)
+    new = process_new(conn, flows, [r.sms_id for r in rows], statuses=statuses, only_flow=only_flow)
     failed = [sms_id for sms_id, status in new.items() if status == "failed"]
     errors: dict[str, str] = {}
     if failed:

@@ -2,7 +2,7 @@
 
 from alembic import context
 
-from app.db import access_models, flow_models  # noqa: F401  (registers the tables)
+from app.db import access_models, board_models, draw_models, flow_models  # noqa: F401  (registers the tables)
 from app.db.models import Base
 
 connection = context.config.attributes.get("connection")

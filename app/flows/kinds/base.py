@@ -6,7 +6,7 @@ registering it in ``app/flows/kinds/__init__.py`` is all it takes to plug a new 
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any, ClassVar
 
@@ -14,26 +14,10 @@ import msgspec
 from sqlalchemy import Connection
 
 from app.db.models import WARSAW, FlowId
+from app.flows.conversations import OpenConversation
+from app.flows.messages import Answered, Inbound
 
 __all__ = ["WARSAW", "Context", "Flow", "FlowId", "Inbound", "Outcome"]
-
-
-@dataclass(slots=True, frozen=True)
-class Inbound:
-    """The stored MO message a flow acts on."""
-
-    id: int
-    sms_id: str
-    number: str
-    sender: str
-    text: str
-    time: int
-    ext_id: str | None
-    # When Mobitex received it: the moment time windows are judged by (asked for several times).
-    sent_at: datetime = field(init=False)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "sent_at", datetime.fromtimestamp(self.time, UTC))
 
 
 @dataclass(slots=True)
@@ -46,11 +30,14 @@ class Context:
     words: list[str]  # folded words of the text; words[0] is the keyword when one matched
     keyword: str | None
     now: datetime
-    conversation: Any = None  # the active conversation row, for conversational kinds
+    conversation: OpenConversation | None = None  # the phone's open conversation with this flow
     # The flow whose keyword words[0] is; inside a conversation it may be the owner's own keyword
     # or another flow's that the owner kept (see Flow.yields_to_keyword).
     keyword_flow: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    answered: Answered | None = None  # the sent message this one answers (by its ext_id)
+    # What Flow.prepare decided for this message, when it ran: whether the batch's insert took its
+    # row (one-vote-per-phone votes). None: not prepared, ``handle`` decides alone.
+    prepared_insert: bool | None = None
 
     @property
     def args(self) -> list[str]:
@@ -136,7 +123,7 @@ class Flow(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True
 
     def prepare(self, contexts: list[Context]) -> None:
         """Decide at once what can be decided for many messages of a batch; ``handle`` then
-        finds it in ``ctx.extra``. Optional: ``handle`` must work without it.
+        finds it in the context (``prepared_insert``). Optional: ``handle`` must work without it.
 
         The engine calls it with the batch's messages this flow will handle while open, in order,
         leaving out those of phones in a conversation (their route is known only as they come).
@@ -151,7 +138,7 @@ class Flow(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True
             variables={"opens": _show(lo), "closes": _show(hi), "not_yet": ctx.msg.sent_at < lo},
         )
 
-    def yields_to_keyword(self, conn: Connection, conversation: Any, now: datetime) -> bool:
+    def yields_to_keyword(self, conn: Connection, conversation: OpenConversation, now: datetime) -> bool:
         """Inside this flow's conversation, a keyword of another flow arrived: let it through?"""
         return True
 

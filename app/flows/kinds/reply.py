@@ -17,8 +17,9 @@ from sqlalchemy import select, update
 
 from app.db.models import OutboxMessage, Tag
 from app.flows.kinds.base import WARSAW, Context, Flow, Outcome
-from app.flows.kinds.reply_answers import Answered, answer_payload
+from app.flows.kinds.reply_answers import answer_payload
 from app.flows.matching import alias_table, check_aliases
+from app.flows.messages import Answered
 from app.outbox.actions import queue_action
 
 AnswerClass = Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z0-9_]{0,31}$")]
@@ -77,7 +78,7 @@ class ReplyFlow(Flow, frozen=True, kw_only=True, tag="reply"):
         return {**self.replies, "follow_up": self.reply.follow_up}
 
     def handle(self, ctx: Context) -> Outcome:
-        sent: Answered | None = ctx.extra.get("answered")
+        sent = ctx.answered
         if sent is None:  # routed here only with the sent message; a replay may lack it
             return Outcome("not_an_answer", status="ignored")
         answer = alias_table(self.reply.answers).get(ctx.words[0]) if ctx.words else None
@@ -109,7 +110,7 @@ class ReplyFlow(Flow, frozen=True, kw_only=True, tag="reply"):
     def closed(self, ctx: Context) -> Outcome:
         """Outside the flow's window: the ``closed`` reply, which may also use the answer's variables."""
         shut = super().closed(ctx)
-        sent: Answered | None = ctx.extra.get("answered")
+        sent = ctx.answered
         answered = self._vars(sent, None, sent.answer) if sent is not None else {}
         return Outcome(shut.name, reply=shut.reply, variables={**answered, **shut.variables})
 

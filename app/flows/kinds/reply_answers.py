@@ -14,38 +14,15 @@ finds the sent messages of every ``ext_id`` in the batch.
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 import msgspec
 from sqlalchemy import Connection, bindparam, insert, or_, select, update
 
 from app.db.models import FlowEvent, InboundMessage, OutboxMessage
-from app.flows.kinds.base import Inbound
+from app.flows.messages import Answered, Inbound
 
 MATCHED, UNMATCHED = "matched", "unmatched"
-
-
-@dataclass(frozen=True, slots=True)
-class Answered:
-    """The sent message an MO answers, as flows (the ``reply`` kind) need it."""
-
-    id: int
-    ext_id: str
-    to_number: str
-    text: str
-    tag: str | None
-    data: str | None  # the application's JSON, as stored
-    flow_id: str | None
-    expires_at: datetime | None
-    sent_at: datetime | None
-    created_at: datetime
-    answer: str | None
-
-    def data_dict(self) -> dict[str, Any]:
-        decoded = msgspec.json.decode(self.data) if self.data else {}
-        return decoded if isinstance(decoded, dict) else {}
 
 
 _COLUMNS = (

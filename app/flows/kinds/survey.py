@@ -20,6 +20,7 @@ from sqlalchemy import Connection
 
 from app.errors import FlowFileError
 from app.flows.conversations import (
+    OpenConversation,
     answers_of,
     close_conversation,
     move_conversation,
@@ -103,7 +104,7 @@ class SurveyFlow(Flow, frozen=True, kw_only=True, tag="survey"):
                 "busy", reply="busy", variables=self._vars(ctx, index, answers, conversation.retries)
             )
         if value is None:
-            return self._invalid(ctx, index, answers)
+            return self._invalid(ctx, conversation, index, answers)
         if not store_answer(
             ctx.conn, conversation, step=step.id, value=value, inbound_id=ctx.msg.id, now=ctx.now
         ):
@@ -113,13 +114,13 @@ class SurveyFlow(Flow, frozen=True, kw_only=True, tag="survey"):
             close_conversation(ctx.conn, conversation.id, "completed", ctx.now)
             return Outcome("completed", reply="done", variables=self._vars(ctx, index, answers, 0))
         following = self.survey.steps[index + 1]
-        if not self._move(ctx, following.id, 0):
+        if not self._move(ctx, conversation, following.id, 0):
             return Outcome("superseded", variables={"step": step.id}, status="ignored")
         return Outcome(
             "answered", reply=f"ask.{following.id}", variables=self._vars(ctx, index + 1, answers, 0)
         )
 
-    def yields_to_keyword(self, conn: Connection, conversation: Any, now: datetime) -> bool:
+    def yields_to_keyword(self, conn: Connection, conversation: OpenConversation, now: datetime) -> bool:
         if self.survey.on_keyword == "refuse":
             return False
         close_conversation(conn, conversation.id, "aborted", now)
@@ -140,14 +141,16 @@ class SurveyFlow(Flow, frozen=True, kw_only=True, tag="survey"):
         variables = self._vars(ctx, 0, {}, 0)
         return Outcome(outcome, reply=f"ask.{first.id}", variables=variables)
 
-    def _invalid(self, ctx: Context, index: int, answers: dict[str, str]) -> Outcome:
-        conversation, step = ctx.conversation, self.survey.steps[index]
+    def _invalid(
+        self, ctx: Context, conversation: OpenConversation, index: int, answers: dict[str, str]
+    ) -> Outcome:
+        step = self.survey.steps[index]
         if conversation.retries >= self.survey.max_retries:
             close_conversation(ctx.conn, conversation.id, "aborted", ctx.now)
             variables = self._vars(ctx, index, answers, conversation.retries)
             return Outcome("aborted", reply="aborted", variables=variables)
         retries = conversation.retries + 1
-        if not self._move(ctx, step.id, retries):
+        if not self._move(ctx, conversation, step.id, retries):
             return Outcome("superseded", variables={"step": step.id}, status="ignored")
         name = (
             f"retry.{step.id}"
@@ -158,10 +161,10 @@ class SurveyFlow(Flow, frozen=True, kw_only=True, tag="survey"):
         )
         return Outcome("invalid", reply=name, variables=self._vars(ctx, index, answers, retries))
 
-    def _move(self, ctx: Context, step: str, retries: int) -> bool:
+    def _move(self, ctx: Context, conversation: OpenConversation, step: str, retries: int) -> bool:
         return move_conversation(
             ctx.conn,
-            ctx.conversation,
+            conversation,
             step=step,
             retries=retries,
             now=ctx.now,

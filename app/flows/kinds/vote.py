@@ -63,14 +63,14 @@ class VoteFlow(Flow, frozen=True, kw_only=True, tag="vote"):
             return
         inserted = insert_each_unless_taken(contexts[0].conn, VOTES, rows, key="inbound_id")
         for ctx in contexts:
-            ctx.extra["vote_inserted"] = ctx.msg.id in inserted
+            ctx.prepared_insert = ctx.msg.id in inserted
 
     def handle(self, ctx: Context) -> Outcome:
         choice = self._choice(ctx)
         if choice is None:
             return Outcome("invalid", reply="invalid", variables=self._vars(None))
         if self.vote.per_sender == 1:
-            inserted = ctx.extra.get("vote_inserted")
+            inserted = ctx.prepared_insert
             if inserted is None:  # not prepared: the unique key decides this one vote alone
                 inserted = insert_unless_taken(ctx.conn, VOTES, self._row(ctx, choice, seq=1))
             if inserted:

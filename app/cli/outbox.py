@@ -1,0 +1,74 @@
+"""``outbox requeue``: send again what failed, once the cause is fixed."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime
+
+import click
+
+from app.cli.root import cli_settings, main
+
+
+@main.group()
+def outbox() -> None:
+    """The outbox: messages queued to send."""
+
+
+@outbox.command("requeue")
+@click.option(
+    "--status",
+    type=click.Choice(["failed", "dry-run"]),
+    required=True,
+    help="Which messages: those that failed, or those recorded as dry runs.",
+)
+@click.option(
+    "--since",
+    type=click.DateTime(["%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%d"]),
+    default=None,
+    help="Only messages created at or after this time (Warsaw time without an offset).",
+)
+@click.option("--error", "code", default=None, help="Only those Mobitex refused with this status, e.g. 202.")
+@click.option("--dry-run", is_flag=True, help="Say how many would be queued again; change nothing.")
+def requeue_command(status: str, since: datetime | None, code: str | None, dry_run: bool) -> None:
+    """Queue failed messages again, due now, with a fresh count of attempts.
+
+    \b
+    Example: the account ran out of funds (Mobitex status 202) this morning; after topping it up
+      smsflows outbox requeue --status failed --error 202 --since "2026-12-01 06:00"
+    """
+    from app.db.engine import create_engine
+    from app.db.models import utcnow
+    from app.flows.kinds.base import WARSAW
+    from app.outbox.requeue import requeue
+
+    settings = cli_settings()
+    if since is not None and since.tzinfo is None:
+        since = since.replace(tzinfo=WARSAW)
+
+    async def run() -> int:
+        engine = create_engine(settings)
+        try:
+            async with engine.begin() as conn:
+                return await conn.run_sync(
+                    lambda sync: requeue(
+                        sync, status=status, now=utcnow(), since=since, mobitex_status=code, dry_run=dry_run
+                    )
+                )
+        finally:
+            await engine.dispose()
+
+    try:
+        count = asyncio.run(run())
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--error") from None
+    except OSError as exc:
+        raise click.ClickException(
+            f"cannot reach the database ({exc}); check SMSFLOWS_DATABASE_URL"
+        ) from None
+    if dry_run:
+        click.echo(f"Dry run: {count} message(s) would be queued again; nothing was changed")
+    else:
+        sender = "the running service" if settings.dispatcher else "`smsflows worker`"
+        mode = "" if settings.sends_for_real else " (in dry-run mode: recorded as dry-run, not sent)"
+        click.echo(f"{count} message(s) queued again; {sender} sends them{mode}")

@@ -1,0 +1,152 @@
+"""What a batch of messages decided, written in bulk: event rows, status changes, replies in the
+outbox (rendered here) and the contacts' counters."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import msgspec
+from sqlalchemy import Connection, Table, bindparam, insert, select, update
+
+from app.db.dialect import insert_for, insert_rows
+from app.db.models import Contact, FlowEvent, InboundMessage, OutboxMessage
+from app.flows.kinds.base import Context, Inbound, Outcome
+from app.flows.loader import LoadedFlow
+from app.outbox.table import OUTBOX, outbox_row
+
+
+@dataclass
+class Decisions:
+    """Event rows and status changes of one batch, written with one statement each at the end.
+
+    Only the flows' own effects and their replies are written message by message (inside each
+    message's SAVEPOINT); the bookkeeping every message needs goes in bulk, which is what keeps
+    the MO path fast when every message is a vote.
+    """
+
+    now: datetime
+    events: list[dict[str, Any]] = field(default_factory=list)
+    finishes: list[dict[str, Any]] = field(default_factory=list)
+    replies: list[dict[str, Any]] = field(default_factory=list)
+    reply_of_event: dict[int, int] = field(default_factory=dict)  # event index → replies index
+
+    def record(
+        self,
+        msg: Inbound,
+        flow: LoadedFlow | None,
+        outcome: Outcome,
+        reply: dict[str, Any] | None,
+        follow_ups: Sequence[dict[str, Any]] = (),
+    ) -> None:
+        detail = msgspec.json.encode(outcome.variables).decode() if outcome.variables else None
+        if reply is not None:
+            self.reply_of_event[len(self.events)] = len(self.replies)
+            self.replies.append(reply)
+        self.replies.extend(follow_ups)  # after the reply: the outbox sends oldest first
+        self.events.append(
+            {
+                "inbound_id": msg.id,
+                "sender": msg.sender,
+                "flow_id": flow.id if flow else None,
+                "flow_hash": flow.hash if flow else None,
+                "outcome": outcome.name,
+                "detail": detail,
+                "reply_ext_id": None,
+                "created_at": self.now,
+            }
+        )
+        self.finish(msg, flow.id if flow else None, outcome.status, None)
+
+    def finish(self, msg: Inbound, flow_id: str | None, status: str, error: str | None) -> None:
+        self.finishes.append(
+            {"b_id": msg.id, "b_status": status, "b_flow": flow_id, "b_at": self.now, "b_error": error}
+        )
+
+    def write(self, conn: Connection) -> None:
+        if self.replies:
+            insert_rows(conn, OUTBOX, self.replies)
+        for event, reply in self.reply_of_event.items():
+            self.events[event]["reply_ext_id"] = self.replies[reply]["ext_id"]
+        if self.events:
+            conn.execute(_EVENT, self.events)
+        if self.finishes:
+            conn.execute(_FINISH, self.finishes)
+
+
+# An event names its reply by the ext_id we gave it: the outbox ids need no RETURNING round.
+_EVENT = insert(FlowEvent).values(
+    reply_id=select(OutboxMessage.id)
+    .where(OutboxMessage.ext_id == bindparam("reply_ext_id"))
+    .scalar_subquery()
+)
+
+_FINISH = (
+    update(InboundMessage)
+    .where(InboundMessage.id == bindparam("b_id"))
+    .values(
+        status=bindparam("b_status"),
+        flow_id=bindparam("b_flow"),
+        processed_at=bindparam("b_at"),
+        error=bindparam("b_error"),
+    )
+)
+
+
+def reply_row(
+    flow: LoadedFlow, outcome: Outcome, ctx: Context, name: str | None = None
+) -> dict[str, Any] | None:
+    """The outbox row for the flow's reply (or its reply ``name``), rendered now, written with the batch."""
+    name = name or outcome.reply
+    reply = flow.replies.get(name) if name else None
+    if reply is None:
+        return None
+    variables: dict[str, Any] = {
+        **flow.blanks,
+        "sender": ctx.msg.sender,
+        "number": ctx.msg.number,
+        "text": ctx.msg.text,
+        "keyword": ctx.keyword or "",
+        "flow": flow.id,
+        "flow_name": flow.definition.name or flow.id,
+        **outcome.variables,
+    }
+    # A reply that echoes what the phone wrote can outgrow the sample `flows check` measured.
+    text, measured = reply.sms(variables, flow.definition.max_parts)
+    if not text:
+        return None
+    return outbox_row(
+        to=ctx.msg.sender,
+        text=text,
+        from_number=ctx.msg.number,
+        flow=flow,
+        inbound_id=ctx.msg.id,
+        now=ctx.now,
+        measured=measured,
+    )
+
+
+def touch_contacts(conn: Connection, phones: list[str], now: datetime) -> None:
+    counts: dict[str, int] = {}
+    for p in phones:
+        counts[p] = counts.get(p, 0) + 1
+    conn.execute(
+        _contacts_upsert(conn.dialect.name),
+        [
+            {"phone": p, "first_seen": now, "last_seen": now, "messages": n, "opted_out_at": None}
+            for p, n in counts.items()
+        ],
+    )
+
+
+@functools.cache  # built once per dialect: ``excluded`` costs a proxy per column each time
+def _contacts_upsert(dialect: str) -> Any:
+    table: Table = Contact.__table__  # type: ignore[assignment]
+    stmt = insert_for(dialect, table)
+    return stmt.on_conflict_do_update(
+        index_elements=["phone"],
+        set_={"last_seen": stmt.excluded.last_seen, "messages": table.c.messages + stmt.excluded.messages},
+    )
