@@ -110,3 +110,10 @@ class PermanentGatewayError(GatewayError):
 
 class TransientGatewayError(GatewayError):
     """Mobitex could not be reached or failed on its side; the same request may succeed later."""
+
+
+class GatewayNoAnswer(TransientGatewayError):
+    """The request may have reached Mobitex, but no answer came (a timeout, a dropped connection).
+
+    Mobitex may have taken the message: resending risks a second SMS, not resending risks none.
+    """

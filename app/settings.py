@@ -49,6 +49,10 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     send_rate_per_number: float = 1.0
     send_max_age: int = 3600
     send_lease: int = 60
+    send_timeout: float = 20.0
+    reply_on_timeout: Literal["retry", "hold"] = "hold"
+    send_on_timeout: Literal["retry", "hold"] = "retry"
+    send_group_size: int = 500
     action_secret: str | None = None
     pseudonym_key: str | None = None
     retention_raw_days: int | None = None
@@ -83,11 +87,22 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             "send_rate_per_number",
             "send_max_age",
             "send_lease",
+            "send_timeout",
+            "send_group_size",
             "session_hours",
         ):
             if getattr(self, name) <= 0:
-                kind = "number" if name.startswith("send_rate") or name == "request_timeout" else "integer"
+                numbers = ("send_rate", "send_timeout", "request_timeout")
+                kind = "number" if name.startswith(numbers) else "integer"
                 raise SettingsError(f"{PREFIX}{name.upper()}: expected a positive {kind}")
+        if self.send_timeout > self.send_lease / 2:
+            # A request still waiting at the end of the lease lets a second worker send it again.
+            raise SettingsError(
+                f"{PREFIX}SEND_TIMEOUT: {self.send_timeout:g} s is more than half of "
+                f"{PREFIX}SEND_LEASE ({self.send_lease} s); lower the timeout or raise the lease"
+            )
+        if self.send_group_size > 500:
+            raise SettingsError(f"{PREFIX}SEND_GROUP_SIZE: Mobitex takes at most 500 numbers per request")
         for name in ("retention_raw_days", "retention_text_days", "retention_purge_hours"):
             value = getattr(self, name)
             if value is not None and value < (1 if name.endswith("days") else 0):
@@ -115,7 +130,7 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         """Refuse to serve a well-known development secret on an address other hosts can reach."""
         if is_loopback(host):
             return
-        for name in ("api_token", "action_secret", "session_secret"):
+        for name in ("api_token", "action_secret", "session_secret", "pseudonym_key"):
             value = getattr(self, name)
             if value is not None and value.strip().lower() in DEV_SECRETS:
                 raise SettingsError(
@@ -155,7 +170,17 @@ def _hide_password(url: str) -> str:
 
 # What `make run`, the docs and the tests use, and the first guesses of anyone scanning for them.
 DEV_SECRETS = frozenset(
-    {"dev", "dev-secret", "dev-session-secret", "smsflows", "test-token", "secret", "changeme", "password"}
+    {
+        "dev",
+        "dev-secret",
+        "dev-session-secret",
+        "dev-pseudonyms",
+        "smsflows",
+        "test-token",
+        "secret",
+        "changeme",
+        "password",
+    }
 )
 # The dashboard password `make run` gives its user "dev".
 DEV_PASSWORDS = ("dev-password",)
@@ -221,7 +246,7 @@ def load_settings(environ: Mapping[str, str] | None = None, env_file: Path | Non
             raw[name] = None
         elif name in ("log_level", "sqlite_synchronous"):
             raw[name] = value.upper()
-        elif name in ("send_mode", "schema", "metrics", "log_format"):
+        elif name in ("send_mode", "schema", "metrics", "log_format", "reply_on_timeout", "send_on_timeout"):
             raw[name] = value.lower()
         else:
             raw[name] = value

@@ -1,12 +1,15 @@
 """Outbound throughput: messages a second delivered to the fake Mobitex by 1, then 2 worker processes.
 
-For each run the outbox of a fresh database is filled with N messages (each to its own number),
-the fake gateway runs as its own process, and ``smsflows worker --once`` processes send it all with
-the rate limits lifted. The rate is N over the time from the first to the last ``sent_at``, so the
-workers' start-up is left out (the wall time including it is printed too). Every run checks that the
-gateway received each message exactly once and that every row is ``sent``.
+For each run the outbox of a fresh database is filled with N messages, each to its own number:
+``identical`` texts (a vote reply: they travel in groups of up to 500 numbers a request) or
+``personalised`` ones (one request each). The fake gateway runs as its own process, and
+``smsflows worker --once`` processes send it all with the rate limits lifted. The rate is N over the
+time from the first to the last ``sent_at``, so the workers' start-up is left out (the wall time
+including it is printed too). Every run checks that every row is ``sent``, that the gateway received
+each number exactly once, and that each row holds the Id the gateway gave its number.
 
-    .venv/bin/python bench/outbound.py [--count 5000] [--workers 1,2] [--concurrency 16]
+    .venv/bin/python bench/outbound.py [--count 10000] [--texts identical,personalised]
+                                       [--workers 1,2] [--concurrency 16] [--rounds 1]
                                        [--postgres postgresql+asyncpg://postgres@127.0.0.1/test]
 """
 
@@ -17,6 +20,7 @@ import asyncio
 import os
 import secrets
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -39,6 +43,7 @@ from app.outbox.table import outbox_row
 from app.settings import load_settings
 
 USER, PASSWORD, SENDER = "bench", "bench-pass", "SMSFLOWS"
+VOTE_REPLY = "Dziękujemy, głos przyjęty!"
 
 
 def free_port() -> int:
@@ -52,7 +57,7 @@ def free_port() -> int:
 def fake_gateway() -> Iterator[str]:
     port = free_port()
     command = [sys.executable, "-m", "app.cli", "fake-mobitex", "--port", str(port), "--user", USER,
-               "--password", PASSWORD, "--sender", SENDER]  # fmt: skip
+               "--password", PASSWORD, "--sender", SENDER, "--quiet"]  # fmt: skip
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -99,14 +104,14 @@ def environment(database_url: str, gateway: str) -> dict[str, str]:
     }
 
 
-async def fill(env: dict[str, str], count: int) -> None:
+async def fill(env: dict[str, str], count: int, identical: bool) -> None:
     engine = create_engine(load_settings(env, None))
     try:
         await upgrade(engine)
         now = datetime.now(UTC)
         rows = [
-            outbox_row(to=f"48600{i:06d}", text=f"Wiadomość numer {i}", from_number="70120", flow=None,
-                       inbound_id=None, now=now)
+            outbox_row(to=f"48600{i:06d}", text=VOTE_REPLY if identical else f"Wiadomość {i}",
+                       from_number="70120", flow=None, inbound_id=None, now=now)
             for i in range(count)
         ]  # fmt: skip
         async with engine.begin() as conn:
@@ -116,25 +121,27 @@ async def fill(env: dict[str, str], count: int) -> None:
         await engine.dispose()
 
 
-async def results(env: dict[str, str]) -> tuple[dict[str, int], float, set[str]]:
-    """Rows by status, seconds from the first to the last send, and the ext_ids in the outbox."""
+async def results(env: dict[str, str]) -> tuple[dict[str, int], float, dict[str, str | None]]:
+    """Rows by status, seconds from the first to the last send, and each number's Mobitex Id."""
     engine = create_engine(load_settings(env, None))
     o = OutboxMessage
     try:
         async with engine.connect() as conn:
             statuses = dict((await conn.execute(select(o.status, func.count()).group_by(o.status))).all())
             first, last = (await conn.execute(select(func.min(o.sent_at), func.max(o.sent_at)))).one()
-            ext_ids = set((await conn.execute(select(o.ext_id))).scalars())
+            ids = dict((await conn.execute(select(o.to_number, o.mobitex_id))).all())
     finally:
         await engine.dispose()
     span = (last - first).total_seconds() if first and last else 0.0
-    return statuses, span, ext_ids
+    return statuses, span, ids
 
 
-async def run(count: int, workers: int, concurrency: int, gateway: str, postgres: str | None) -> bool:
+async def run(
+    count: int, identical: bool, workers: int, concurrency: int, gateway: str, postgres: str | None
+) -> tuple[bool, float]:
     async with fresh_database(postgres) as database_url:
         env = environment(database_url, gateway)
-        await fill(env, count)
+        await fill(env, count, identical)
         async with httpx.AsyncClient(base_url=gateway, timeout=60) as http:
             await http.delete("/fake/messages")
         started = time.perf_counter()
@@ -145,34 +152,52 @@ async def run(count: int, workers: int, concurrency: int, gateway: str, postgres
         ]
         summaries = [(await p.communicate())[0].decode().strip() for p in processes]
         wall = time.perf_counter() - started
-        statuses, span, ext_ids = await results(env)
+        statuses, span, ids = await results(env)
     async with httpx.AsyncClient(base_url=gateway, timeout=60) as http:
-        received = Counter(m["ext_id"] for m in (await http.get("/fake/messages")).json())
-    once = set(received) == ext_ids and set(received.values()) == {1}
+        messages = (await http.get("/fake/messages")).json()
+    received = Counter(m["number"] for m in messages)
+    once = set(received) == set(ids) and set(received.values()) == {1}
+    once = once and {m["number"]: m["id"] for m in messages} == ids
     rate = (count - 1) / span if span else float("nan")
     backend = "PostgreSQL" if postgres else "SQLite"
-    print(f"{backend:10} {workers} worker(s) × {concurrency}: {rate:7.0f} msg/s "
+    kind = "identical" if identical else "personalised"
+    print(f"{backend:10} {kind:12} {workers} worker(s) × {concurrency}: {rate:7.0f} msg/s "
           f"({count} in {span:.2f} s; {wall:.2f} s with start-up)  statuses={statuses}  "
-          f"exactly once: {'yes' if once else 'NO'}")  # fmt: skip
+          f"exactly once: {'yes' if once else 'NO'}", flush=True)  # fmt: skip
     for i, summary in enumerate(summaries, 1):
         print(f"    worker {i}: {summary}")
-    return once and statuses == {"sent": count}
+    return once and statuses == {"sent": count}, rate
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--count", type=int, default=5000)
+    parser.add_argument("--count", type=int, default=10_000)
+    parser.add_argument("--texts", default="identical,personalised", help="identical, personalised or both")
+    parser.add_argument("--rounds", type=int, default=1, help="runs of each case; the median is reported")
     parser.add_argument("--workers", default="1,2", help="worker process counts to run, comma-separated")
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--postgres", default=None, help="also run on this PostgreSQL server")
     args = parser.parse_args()
     ok = True
+    medians = []
     with fake_gateway() as gateway:
         for postgres in [None, args.postgres] if args.postgres else [None]:
-            for workers in (int(w) for w in args.workers.split(",")):
-                ok &= asyncio.run(run(args.count, workers, args.concurrency, gateway, postgres))
+            for kind in args.texts.split(","):
+                for workers in (int(w) for w in args.workers.split(",")):
+                    rates = []
+                    for _ in range(args.rounds):
+                        fine, rate = asyncio.run(
+                            run(args.count, kind == "identical", workers, args.concurrency, gateway, postgres)
+                        )
+                        ok &= fine
+                        rates.append(rate)
+                    backend = "PostgreSQL" if postgres else "SQLite"
+                    middle, low, high = statistics.median(rates), min(rates), max(rates)
+                    medians.append(f"{backend:10} {kind:12} {workers} worker(s): {middle:7.0f} msg/s "
+                                   f"(median of {len(rates)}, {low:.0f}-{high:.0f})")  # fmt: skip
+    print("\n".join(["", *medians]))
     sys.exit(0 if ok else 1)
 
 

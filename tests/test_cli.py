@@ -102,7 +102,12 @@ def test_serve_on_a_fresh_folder_creates_the_database_and_answers(tmp_path: Path
 
 
 @pytest.mark.parametrize(
-    ("variable", "value"), [("SMSFLOWS_API_TOKEN", "dev"), ("SMSFLOWS_ACTION_SECRET", "dev-secret")]
+    ("variable", "value"),
+    [
+        ("SMSFLOWS_API_TOKEN", "dev"),
+        ("SMSFLOWS_ACTION_SECRET", "dev-secret"),
+        ("SMSFLOWS_PSEUDONYM_KEY", "dev-pseudonyms"),
+    ],
 )
 def test_serve_refuses_a_development_secret_on_a_public_address(
     tmp_path: Path, variable: str, value: str

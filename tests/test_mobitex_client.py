@@ -16,7 +16,7 @@ from urllib.parse import parse_qs
 import httpx
 import pytest
 
-from app.errors import GatewayError, PermanentGatewayError, TransientGatewayError
+from app.errors import GatewayError, GatewayNoAnswer, PermanentGatewayError, TransientGatewayError
 from app.mobitex.client import MobitexClient, SendResult
 from app.mobitex.encoding import MessageTooLong
 from app.mobitex.fake_gateway import FakeGatewayConfig, fake_gateway_running
@@ -255,6 +255,51 @@ async def test_send_many_raises_when_no_number_was_accepted() -> None:
     answer = "Status: 001, Id: , Number: 48600123456\nStatus: 001, Id: , Number: 48600111222\n"
     with pytest.raises(PermanentGatewayError, match="001"):
         await Canned(answer).client().send_many(["48600123456", "48600111222"], "x")
+
+
+async def test_send_each_gives_each_number_its_own_line_whatever_their_order() -> None:
+    answer = (
+        f"Status: 002, Id: {'b' * 32}, Number: 48600111222\n"
+        "Status: 106, Id: , Number: 123\n"
+        f"Status: 002, Id: {MESSAGE_ID}, Number: 48600123456\n"
+    )
+    results = await Canned(answer).client().send_each(["48600123456", "123", "+48 600 111 222"], "GLOS A")
+    assert [(r.status, r.message_id) if r else None for r in results] == [
+        ("002", MESSAGE_ID),
+        ("106", ""),
+        ("002", "b" * 32),
+    ]
+
+
+async def test_send_each_gives_none_to_a_number_the_answer_leaves_out() -> None:
+    results = await Canned(ACCEPTED).client().send_each(["48600123456", "48600111222"], "x")
+    assert [r.message_id if r else None for r in results] == [MESSAGE_ID, None]
+
+
+async def test_send_each_applies_a_lone_error_line_to_every_number() -> None:
+    results = await Canned("Status: 001\n").client().send_each(["48600123456", "48600111222"], "x")
+    assert [r.status if r else None for r in results] == ["001", "001"]
+
+
+@pytest.mark.parametrize(
+    ("error", "no_answer"),
+    [
+        (httpx.ConnectError("refused"), False),
+        (httpx.ConnectTimeout("slow to connect"), False),
+        (httpx.ReadTimeout("slow"), True),
+        (httpx.RemoteProtocolError("cut"), True),
+    ],
+)
+async def test_only_errors_after_the_request_left_say_mobitex_may_have_taken_it(
+    error: httpx.HTTPError, no_answer: bool
+) -> None:
+    def fail(request: httpx.Request) -> httpx.Response:
+        raise error
+
+    with pytest.raises(TransientGatewayError) as raised:
+        await Canned(fail).client().send_each(["48600123456"], "x")
+    assert isinstance(raised.value, GatewayNoAnswer) is no_answer
+    assert ("may have been accepted" in str(raised.value)) is no_answer
 
 
 async def test_send_to_one_number_refuses_an_answer_of_several_lines() -> None:

@@ -12,7 +12,7 @@ import msgspec
 import pytest
 from sqlalchemy import LargeBinary, String, Text, select, text
 
-from app.db import board_models, draw_models, flow_models  # noqa: F401  (every table)
+from app.db import access_models, board_models, draw_models, flow_models  # noqa: F401  (every table)
 from app.db.models import Base, utcnow
 from app.draws import DrawRecord, DrawRequest, run_draw, verify
 from app.errors import SettingsError

@@ -1,13 +1,14 @@
-"""``/api/outbox``: the replies and messages the flows queued, newest first."""
+"""``/api/outbox``: the replies and messages the flows queued, newest first; decisions on held ones."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Annotated
 
-from litestar import Controller, get
+from litestar import Controller, get, post
 from litestar.di import NamedDependency
-from litestar.params import QueryParameter
-from sqlalchemy.ext.asyncio import AsyncSession
+from litestar.params import FromPath, QueryParameter
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from app.api.auth import require_token
 from app.api.deps import read
@@ -17,7 +18,8 @@ from app.api.schemas import OutboxPage
 from app.db.models import OUTBOX_STATUSES
 from app.errors import InvalidRequest
 from app.mobitex.mo_form import normalise_number
-from app.reads.messages import list_outbox
+from app.outbox.unknown import mark_failed, resend
+from app.reads.messages import OutboxOut, list_outbox
 
 
 class OutboxController(Controller):
@@ -49,3 +51,27 @@ class OutboxController(Controller):
             limit=limit,
             before=cursor,
         )
+
+    @post("/outbox/{outbox_id:int}/resend", status_code=200, summary="Send a message held as unknown again")
+    async def resend_unknown(
+        self, db_session: NamedDependency[AsyncSession], outbox_id: FromPath[int]
+    ) -> OutboxOut:
+        """Queue a message Mobitex never answered again: if the first did arrive, the phone gets two."""
+        return await _decide(db_session, outbox_id, resend)
+
+    @post("/outbox/{outbox_id:int}/fail", status_code=200, summary="Mark a message held as unknown failed")
+    async def fail_unknown(
+        self, db_session: NamedDependency[AsyncSession], outbox_id: FromPath[int]
+    ) -> OutboxOut:
+        """Give up a message Mobitex never answered: it is not sent again (it may have arrived)."""
+        return await _decide(db_session, outbox_id, mark_failed)
+
+
+async def _decide(
+    session: AsyncSession, outbox_id: int, decide: Callable[[AsyncConnection, Sequence[int]], Awaitable[None]]
+) -> OutboxOut:
+    await decide(await session.connection(), [outbox_id])  # NotHeld (409) names what is wrong
+    await session.commit()
+    # The message itself: the newest with an id below the next one.
+    page = await read(session, list_outbox, limit=1, before=outbox_id + 1)
+    return page.items[0]

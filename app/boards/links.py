@@ -25,6 +25,8 @@ TOKEN_PREFIX = "b_"
 class LinkError(SmsflowsError):
     """No such link, or it was revoked already."""
 
+    status_code = 409
+
 
 class BoardLinkOut(msgspec.Struct, frozen=True):
     id: int

@@ -137,7 +137,8 @@ def balance() -> None:
     show_default=True,
     help="Seconds between a message and its automatic reply.",
 )
-def fake_mobitex(host: str, port: int, webhook: str | None, **options: object) -> None:
+@click.option("--quiet", is_flag=True, help="Log no line per request (for load tests).")
+def fake_mobitex(host: str, port: int, webhook: str | None, quiet: bool, **options: object) -> None:
     """Run a fake Mobitex gateway: sms.php and balance.php, plus a phone that replies.
 
     It checks credentials, numbers, types, lengths and senders as Mobitex does, records every
@@ -167,4 +168,4 @@ def fake_mobitex(host: str, port: int, webhook: str | None, **options: object) -
         click.echo(
             f"replies go to {webhook}; a local service must allow them: SMSFLOWS_MO_ALLOWED_IPS=127.0.0.1"
         )
-    run_fake_gateway(config, host, port)
+    run_fake_gateway(config, host, port, access_log=not quiet)

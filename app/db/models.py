@@ -30,7 +30,9 @@ Tag = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
 
 INBOUND_STATUSES = ("received", "processed", "failed", "ignored")
 QUARANTINE_STATUSES = ("held", "reingested", "discarded")
-OUTBOX_STATUSES = ("queued", "sending", "sent", "failed", "dry-run")
+OUTBOX_STATUSES = ("queued", "sending", "sent", "failed", "dry-run", "unknown")
+"""``unknown``: the gateway did not answer in time and the message is held for an operator."""
+TIMEOUT_POLICIES = ("retry", "hold")
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -150,6 +152,7 @@ class OutboxMessage(Base):
     __tablename__ = "outbox"
     __table_args__ = (
         CheckConstraint(f"status IN {OUTBOX_STATUSES!r}", name="ck_outbox_status"),
+        CheckConstraint(f"on_timeout IN {TIMEOUT_POLICIES!r}", name="ck_outbox_on_timeout"),
         Index("ix_outbox_status", "status", "id"),
         Index("ix_outbox_inbound", "inbound_id"),
         Index("ix_outbox_to", "to_number", "id"),
@@ -178,6 +181,9 @@ class OutboxMessage(Base):
     mobitex_id: Mapped[str | None] = mapped_column(String(32), doc="Mobitex's Id from the sms.php answer")
     mobitex_type: Mapped[str | None] = mapped_column(String(16))
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    on_timeout: Mapped[str | None] = mapped_column(
+        String(8), doc="retry or hold when the gateway does not answer; null: the setting for its kind"
+    )
     # Messages sent by applications (S1): what an answer to it means and until when.
     tag: Mapped[str | None] = mapped_column(String(64))
     data: Mapped[str | None] = mapped_column(Text, doc="JSON the application attached")

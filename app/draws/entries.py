@@ -35,6 +35,8 @@ _ENTRIES = {
 class DrawError(SmsflowsError):
     """A draw cannot be made as asked; the message says what to change."""
 
+    status_code = 422
+
 
 class DrawRule(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """The rule stated in a draw's record: enough to gather the same entries again."""

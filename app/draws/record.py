@@ -58,6 +58,8 @@ class DrawRecord(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 class RecordError(SmsflowsError):
     """A record file cannot be read; the message says what is wrong with it."""
 
+    status_code = 400
+
 
 class Verification(msgspec.Struct, frozen=True):
     ok: bool

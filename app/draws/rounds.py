@@ -18,6 +18,8 @@ from app.draws.record import DrawRecord, decode
 class DrawNotFound(DrawError):
     """The flow has no such round (or no draw yet)."""
 
+    status_code = 404
+
 
 class RoundSummary(msgspec.Struct, frozen=True):
     flow: str

@@ -48,6 +48,8 @@ class DrawRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 class DrawAlreadyMade(DrawError):
     """The round asked for is taken; the message says how to draw a further one."""
 
+    status_code = 409
+
 
 async def run_draw(
     engine: AsyncEngine, flow: LoadedFlow, req: DrawRequest, actor: str, key: str | None

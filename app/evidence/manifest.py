@@ -17,6 +17,8 @@ FORMAT = "smsflows-export/1"
 class ManifestError(SmsflowsError):
     """A manifest or its file cannot be read, or they do not match."""
 
+    status_code = 422
+
 
 class Manifest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     format: str

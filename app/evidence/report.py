@@ -25,6 +25,8 @@ MAX_LISTED = 200  # differences listed one by one; the count is always whole
 class AuditError(SmsflowsError):
     """The flow cannot be audited (a kind without entries)."""
 
+    status_code = 422
+
 
 class Version(msgspec.Struct, frozen=True):
     hash: str

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from decimal import Decimal
 from types import TracebackType
 from typing import Literal
@@ -18,7 +18,7 @@ from urllib.parse import urlencode
 import httpx
 import msgspec
 
-from app.errors import GatewayError, PermanentGatewayError, TransientGatewayError
+from app.errors import GatewayError, GatewayNoAnswer, PermanentGatewayError, TransientGatewayError
 from app.mobitex.encoding import check_fits
 from app.mobitex.mo_form import normalise_number
 from app.mobitex.statuses import Outcome, Status, describe
@@ -64,7 +64,8 @@ class MobitexClient:
 
     Only the MD5 of the password is kept (it is what Mobitex takes), and neither appears in logs.
     Pass ``http`` to share a connection pool; otherwise the client owns one (close it, or use
-    ``async with``).
+    ``async with``). With ``transport`` (the dispatcher's), sends go straight to it, past the
+    client's cookie, redirect and hook handling that sms.php needs none of.
     """
 
     def __init__(
@@ -75,6 +76,7 @@ class MobitexClient:
         sender: str | None = None,
         http: httpx.AsyncClient | None = None,
         timeout: float = 10.0,
+        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.url = httpx.URL(base_url)
         folder = self.url.path.rsplit("/", 1)[0]
@@ -85,6 +87,8 @@ class MobitexClient:
         self._http = http or httpx.AsyncClient()
         self._owns_http = http is None
         self._timeout = httpx.Timeout(timeout)
+        self._transport = transport
+        self._direct = {"timeout": self._timeout.as_dict()}
         _hide_password_in_httpx_log()
 
     def __repr__(self) -> str:
@@ -116,7 +120,7 @@ class MobitexClient:
                 f"Mobitex answered {len(results)} status lines for one number; retry later",
             )
         if not results[0].ok:
-            raise _refused(results[0])
+            raise refused(results[0])
         return results[0]
 
     async def send_many(
@@ -133,8 +137,24 @@ class MobitexClient:
             )
         results = await self._send(numbers, text, ext_id, type)
         if not any(r.ok for r in results):
-            raise _refused(results[0])
+            raise refused(results[0])
         return results
+
+    async def send_each(
+        self, numbers: Sequence[str], text: str, ext_id: str | None = None, type: SendType | None = None
+    ) -> list[SendResult | None]:
+        """Send one text to up to 500 numbers in one request; each number's own result, in order.
+
+        A number the answer has no line for gets None: whether Mobitex took it is unknown. A lone
+        error line that names none of the numbers (wrong password, say) is every number's result.
+        Only a failure of the request as a whole (network, HTTP, timeout, unreadable) is raised.
+        """
+        if not 1 <= len(numbers) <= MAX_NUMBERS:
+            raise PermanentGatewayError(
+                f"give between 1 and {MAX_NUMBERS} numbers per request, not {len(numbers)}"
+            )
+        wanted = [normalise_number(n) for n in numbers]
+        return match_lines(wanted, await self._send(wanted, text, ext_id, type, normalised=True))
 
     async def balance(self) -> Decimal:
         """The account balance from balance.php (negative on a postpaid account in debt)."""
@@ -154,14 +174,19 @@ class MobitexClient:
         return Decimal(match["amount"].replace(",", "."))
 
     async def _send(
-        self, numbers: Sequence[str], text: str, ext_id: str | None, type: SendType | None
+        self,
+        numbers: Sequence[str],
+        text: str,
+        ext_id: str | None,
+        type: SendType | None,
+        normalised: bool = False,
     ) -> list[SendResult]:
         measured = check_fits(text)  # Mobitex's 3-part ceiling, whatever type is asked for
         fields = {
             "user": self.user,
             "pass": self._pass,
             "type": type or measured.mobitex_type,
-            "number": ",".join(normalise_number(n) for n in numbers),
+            "number": ",".join(numbers if normalised else map(normalise_number, numbers)),
             "text": text,
         }
         if self.sender:
@@ -169,13 +194,22 @@ class MobitexClient:
         if ext_id:
             fields["ext_id"] = ext_id
         content = urlencode(fields, encoding="utf-8").encode("ascii")
-        body = await self._request("POST", self.url, content=content, headers={"Content-Type": FORM})
+        if self._transport is not None:
+            body = await self._post_direct(self._transport, content)
+        else:
+            body = await self._request("POST", self.url, content=content, headers={"Content-Type": FORM})
         results = parse_answer(body)
         if results is None:
             raise _unreadable(self.url, body)
-        for result in results:
-            log.debug("sms.php %s: status %s, id %s", result.number, result.status, result.message_id)
+        if log.isEnabledFor(logging.DEBUG):
+            for result in results:
+                log.debug("sms.php %s: status %s, id %s", result.number, result.status, result.message_id)
         return results
+
+    async def _post_direct(self, transport: httpx.AsyncBaseTransport, content: bytes) -> str:
+        headers = {"Content-Type": FORM}
+        request = httpx.Request("POST", self.url, content=content, headers=headers, extensions=self._direct)
+        return await self._exchange(self.url, transport.handle_async_request(request))
 
     async def _request(
         self,
@@ -187,15 +221,32 @@ class MobitexClient:
         headers: dict[str, str] | None = None,
     ) -> str:
         """One HTTP exchange; network and HTTP failures become gateway errors."""
+        sent = self._http.request(
+            method, url, params=params, content=content, headers=headers, timeout=self._timeout
+        )
+        return await self._exchange(url, sent)
+
+    async def _exchange(self, url: httpx.URL, sent: Awaitable[httpx.Response]) -> str:
         try:
-            response = await self._http.request(
-                method, url, params=params, content=content, headers=headers, timeout=self._timeout
-            )
+            response = await sent
+            await response.aread()
+        except (httpx.ConnectTimeout, httpx.PoolTimeout, httpx.ConnectError) as exc:
+            raise TransientGatewayError(  # nothing was sent: a retry cannot send anything twice
+                f"cannot reach Mobitex at {url} ({type(exc).__name__}: {exc}); "
+                "check SMSFLOWS_MOBITEX_URL and the network, then retry",
+                meaning="network error",
+            ) from None
         except httpx.TimeoutException:
-            raise TransientGatewayError(
-                f"Mobitex did not answer within {self._timeout.read} s ({url}); retry later "
-                "(the message may have been accepted: check before resending by hand)",
+            raise GatewayNoAnswer(
+                f"Mobitex did not answer within {self._timeout.read} s ({url}); "
+                "the message may have been accepted: check before resending by hand",
                 meaning="timeout",
+            ) from None
+        except (httpx.ReadError, httpx.RemoteProtocolError) as exc:
+            raise GatewayNoAnswer(
+                f"the connection to Mobitex at {url} broke before its answer ({type(exc).__name__}); "
+                "the message may have been accepted: check before resending by hand",
+                meaning="no answer",
             ) from None
         except httpx.TransportError as exc:
             raise TransientGatewayError(
@@ -239,11 +290,25 @@ def parse_answer(body: str) -> list[SendResult] | None:
     return results or None
 
 
+def match_lines(numbers: Sequence[str], results: Sequence[SendResult]) -> list[SendResult | None]:
+    """Each of ``numbers`` (normalised, in request order) with its own status line, or None."""
+    if len(results) == 1 and len(numbers) == 1:
+        return [results[0]]  # one number, one line: it is that number's, whatever it names
+    if len(results) == 1 and not results[0].ok and results[0].number not in numbers:
+        return [results[0]] * len(numbers)  # the whole request refused
+    in_order = len(results) == len(numbers)
+    if in_order and all(r.number in ("", n) for r, n in zip(results, numbers, strict=True)):
+        return list(results)  # one line per number, in order (the usual answer)
+    by_number = {r.number: r for r in results if r.number}
+    return [by_number.get(n) for n in numbers]
+
+
 def _error(status: Status) -> type[GatewayError]:
     return TransientGatewayError if status.outcome is Outcome.TRANSIENT else PermanentGatewayError
 
 
-def _refused(result: SendResult) -> GatewayError:
+def refused(result: SendResult) -> GatewayError:
+    """The error for a refusing status line: permanent or transient, with what to do."""
     status = result.code
     return _error(status)(
         f"Mobitex refused the message to {result.number or 'the number'}: status {status.code} "

@@ -85,12 +85,17 @@ class FakeMessage(msgspec.Struct, frozen=True):
 
 
 class Failure(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """How the next ``count`` sms.php/balance.php requests fail: delay first, then HTTP, then status."""
+    """How the next ``count`` sms.php/balance.php requests fail: delay first, then HTTP, then status.
+
+    With ``number``, only that number's status line, in the next ``count`` requests that name it,
+    gets ``status``: one refused number among good ones.
+    """
 
     count: Annotated[int, msgspec.Meta(ge=1)] = 1
     status: Annotated[str, msgspec.Meta(pattern="^[0-9]{3}$")] | None = None
     http_status: Annotated[int, msgspec.Meta(ge=400, le=599)] | None = None
     delay: Annotated[float, msgspec.Meta(ge=0, le=600)] | None = None
+    number: str | None = None
 
 
 class Reply(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -122,6 +127,7 @@ class _Fake:
         self.networks = [ipaddress.ip_network(v, strict=False) for v in config.allowed_ips]
         self.messages: list[FakeMessage] = []
         self.failures: list[Failure] = []  # one entry per request still to fail
+        self.line_failures: dict[str, list[str]] = {}  # per number: the statuses its next lines get
         self.deliveries: list[Delivery] = []
         self.tasks: set[asyncio.Task[None]] = set()
         self.http = httpx.AsyncClient(timeout=30)
@@ -264,6 +270,8 @@ def create_fake_gateway(config: FakeGatewayConfig) -> Litestar:
         lines = []
         for number in fields.get("number", "").split(","):  # one status line per number
             line_status = status or (ACCEPTED if _NUMBER.match(number) else "106")
+            if line_status == ACCEPTED and fake.line_failures.get(number):
+                line_status = fake.line_failures[number].pop(0)
             message_id = secrets.token_hex(16) if line_status == ACCEPTED else ""
             if message_id:
                 fake.accept(FakeMessage(message_id, number, fields["text"], fields["type"], fields["from"],
@@ -290,6 +298,11 @@ def create_fake_gateway(config: FakeGatewayConfig) -> Litestar:
     def fail(data: JSONBody[Failure]) -> dict[str, int]:
         if data.status is None and data.http_status is None and data.delay is None:
             raise ClientException("give status (e.g. 201), http_status (e.g. 503) or delay (seconds)")
+        if data.number is not None:
+            if data.status is None or data.http_status is not None or data.delay is not None:
+                raise ClientException("a failure of one number's line takes a status only (e.g. 201)")
+            fake.line_failures.setdefault(data.number, []).extend([data.status] * data.count)
+            return {"pending": len(fake.line_failures[data.number])}
         fake.failures.extend([data] * data.count)
         return {"pending": len(fake.failures)}
 
@@ -322,9 +335,10 @@ def create_fake_gateway(config: FakeGatewayConfig) -> Litestar:
     )
 
 
-def run_fake_gateway(config: FakeGatewayConfig, host: str, port: int) -> None:
+def run_fake_gateway(config: FakeGatewayConfig, host: str, port: int, access_log: bool = True) -> None:
     """Serve the fake gateway until interrupted (``smsflows fake-mobitex``)."""
-    uvicorn.run(create_fake_gateway(config), host=host, port=port, log_level="info", server_header=False)
+    app = create_fake_gateway(config)
+    uvicorn.run(app, host=host, port=port, log_level="info", server_header=False, access_log=access_log)
 
 
 @asynccontextmanager

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Annotated, Any, Protocol
+from typing import Annotated, Any, Literal, Protocol
 
 import msgspec
 from sqlalchemy import Connection, insert, select
@@ -40,6 +40,8 @@ class NewMessage(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     expires_at: datetime | None = None
     """Answers after this time get the reply flow's ``expired`` reply."""
     idempotency_key: Annotated[str, msgspec.Meta(min_length=1, max_length=128)] | None = None
+    on_timeout: Literal["retry", "hold"] | None = None
+    """When Mobitex does not answer: send again, or hold for an operator; default SMSFLOWS_SEND_ON_TIMEOUT."""
 
 
 class SendingFlow(FlowRef, Protocol):
@@ -106,6 +108,7 @@ def queue(
         "data": _encode_data(msg.data),
         "expires_at": msg.expires_at,
         "idempotency_key": msg.idempotency_key,
+        "on_timeout": msg.on_timeout,
     }
     # Write first, then read: on SQLite a transaction that read before writing cannot wait for the
     # write lock. The savepoint takes the row back if the phone turns out to have sent STOP.

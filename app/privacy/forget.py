@@ -36,6 +36,8 @@ _TEXT_KEYS = ("args", "text", "value", "answers")  # decision details that quote
 class ForgetError(SmsflowsError):
     """The phone's data could not be erased as asked."""
 
+    status_code = 422
+
 
 class Forgotten(msgspec.Struct, frozen=True):
     pseudonym: str

@@ -18,6 +18,8 @@ PSEUDONYM_PREFIX = "p"
 class PseudonymKeyMissing(SmsflowsError):
     """Draws and erasure need the key that turns phone numbers into pseudonyms."""
 
+    status_code = 503
+
 
 def pseudonym(key: str | None, phone: str) -> str:
     """``p`` and 16 hex digits of HMAC-SHA256(key, phone): the same person always gets the same
