@@ -37,7 +37,12 @@ keywords = ["GLOS"]
 [vote]
 options = { A = ["ANNA"], B = ["BARTEK"], C = ["CELINA"] }
 """
-PAGES = ["/", "/overview/figures", "/flows", "/flows/final", "/flows/final/tally", "/audit", "/users"]
+# Flows of the other kinds, from the examples, so their pages are timed on the same database.
+EXAMPLES = ("lato", "nowosci", "ankieta", "wizyty", "info", "inne")
+PAGES = [
+    "/", "/overview/figures", "/flows", "/flows/final", "/flows/final/tally",
+    *(f"/flows/{name}" for name in EXAMPLES), "/audit", "/users",
+]  # fmt: skip
 
 
 def _times(rows: int, now: datetime) -> list[str]:
@@ -89,6 +94,8 @@ def main() -> None:
     flows = args.database.parent / "bench-dash-flows"
     flows.mkdir(exist_ok=True)
     (flows / "final.toml").write_text(FLOW, encoding="utf-8")
+    for name in EXAMPLES:
+        (flows / f"{name}.toml").write_text((ROOT / "flows" / f"{name}.toml").read_text(encoding="utf-8"))
     env = {
         **os.environ,
         "SMSFLOWS_DATABASE_URL": f"sqlite+aiosqlite:///{args.database}",
