@@ -23,6 +23,7 @@ from litestar.template.config import TemplateConfig
 
 from app.dashboard.audit import AuditController
 from app.dashboard.auth import CookieSessions, LoadUser, session_config
+from app.dashboard.draws import DrawsController, FlowDrawsController
 from app.dashboard.errors import EXCEPTION_HANDLERS, error_page
 from app.dashboard.flows import FlowsController
 from app.dashboard.headers import SecurityHeaders
@@ -56,6 +57,8 @@ def dashboard(settings: Settings) -> Dashboard:
             LoginController,
             OverviewController,
             FlowsController,
+            DrawsController,
+            FlowDrawsController,
             AuditController,
             UsersController,
         ],
