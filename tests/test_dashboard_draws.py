@@ -9,6 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from app.dashboard.i18n import stamp
 from app.draws import decode, verify
 from tests.conftest import Service, send_mo, write_flows
 from tests.dashboard import csrf_of, dashboard_service, signed_in
@@ -143,4 +144,6 @@ async def test_the_protocol_shows_a_viewer_no_whole_number(contest: Service) -> 
         assert "48600***" in page.text and "Numbers are masked" in page.text
         record = await viewer.get("/flows/final/draws/1/record.json")
         assert not any(phone in record.text for phone in PHONES)
+        # Printed and kept: the time of the draw carries its date, whatever day it is read.
+        assert stamp(decode(record.content).drawn_at, "en") in page.text
         assert 'class="card signatures"' in page.text and 'class="print-head"' in page.text
