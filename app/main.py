@@ -58,7 +58,7 @@ def create_app(settings: Settings) -> Litestar:
         engine = create_engine(settings)
         try:
             await prepare_schema(engine, settings)
-            flows = LiveFlows(Path(settings.flows_dir))
+            flows = LiveFlows(Path(settings.flows_dir), replies_per_day=settings.replies_per_day)
             log.info("%d flow(s) loaded from %s", len(flows.current.flows), settings.flows_dir)
             writer_engine = create_sqlite_writer_engine(settings) if settings.is_sqlite else None
             # Sends the outbox from this process; `smsflows worker` runs more, or alone (dispatcher off).

@@ -54,6 +54,7 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     send_on_timeout: Literal["retry", "hold"] = "retry"
     send_group_size: int = 500
     action_secret: str | None = None
+    replies_per_day: int = 50
     pseudonym_key: str | None = None
     retention_raw_days: int | None = None
     retention_text_days: int | None = None
@@ -75,6 +76,8 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
                     ) from None
         if not self.mo_path.startswith("/"):
             raise SettingsError(f"{PREFIX}MO_PATH: {self.mo_path!r} must start with '/' (e.g. /mobitex/mo)")
+        if self.replies_per_day < 0:
+            raise SettingsError(f"{PREFIX}REPLIES_PER_DAY: expected 0 (no cap) or a positive integer")
         for name in (
             "mo_max_body",
             "mo_max_text",

@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import re
+import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import httpx
 
 from app.db import users as store
 from app.db.engine import session_factory
+from app.db.models import Base, utcnow
+from app.ingest.writer import message_row
+from app.mobitex.mo_form import MoMessage
+from app.outbox.table import outbox_row
 from app.settings import Settings
 from tests.conftest import Service, make_settings, running
 
@@ -59,3 +65,30 @@ async def signed_in(service: Service, name: str, role: str) -> AsyncIterator[htt
         resp = await sign_in(client, name)
         assert resp.status_code == 303, resp.text
         yield client
+
+
+async def insert(service: Service, table: str, rows: list[dict[str, Any]]) -> None:
+    """Rows straight into a table: states the pages show that a test cannot wait for."""
+    # One statement takes its columns from the first row: give every row every key.
+    keys = {key for row in rows for key in row}
+    async with service.engine.begin() as conn:
+        await conn.execute(Base.metadata.tables[table].insert(), [dict.fromkeys(keys) | r for r in rows])
+
+
+def failed_send(to: str, error: str, flow: str | None = None) -> dict[str, Any]:
+    row = outbox_row(to=to, text="Dziękujemy", from_number="70120", flow=None, inbound_id=None, now=utcnow())
+    return row | {"status": "failed", "last_error": error, "attempts": 1, "flow_id": flow}
+
+
+def inbound(
+    text: str, *, sender: str = "48600123456", status: str = "received", **extra: Any
+) -> dict[str, Any]:
+    msg = MoMessage(sms_id=secrets.token_hex(16), number="70120", sender=sender, text=text, time=1764540000)
+    row = message_row(
+        msg, raw_body=b"text=" + text.encode(), charset="utf-8", client_ip="127.0.0.1", received_at=utcnow()
+    )
+    return row | {"status": status, **extra}
+
+
+def no_funds(to: str) -> str:
+    return f"Mobitex refused the message to {to}: status 202 (no funds on the account); top up the account"

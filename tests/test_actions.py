@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import hmac
 import json
@@ -106,12 +107,20 @@ async def actions_of(service: Service, message_id: int) -> list[dict[str, Any]]:
     return actions
 
 
+def documented_receiver() -> Callable[[dict[str, str], bytes, str], bool]:
+    """The ``trusted`` function docs/api.md gives receivers, as written there."""
+    text = (Path(__file__).parent.parent / "docs" / "api.md").read_text(encoding="utf-8")
+    block = next(b for b in text.split("```python\n")[1:] if "def trusted(" in b).split("```")[0]
+    scope: dict[str, Any] = {}
+    exec(block, scope)
+    trusted: Callable[[dict[str, str], bytes, str], bool] = scope["trusted"]
+    return trusted
+
+
 def verify(headers: dict[str, str], body: bytes) -> None:
-    """What a receiver does: recompute the HMAC over timestamp and body, refuse stale timestamps."""
-    timestamp = headers["x-smsflows-timestamp"]
-    expected = hmac.new(SECRET.encode(), timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
-    assert hmac.compare_digest(headers["x-smsflows-signature"], f"sha256={expected}")
-    assert abs(time.time() - int(timestamp)) < 60
+    """What a receiver does: recompute the HMAC over id, timestamp and body, refuse stale timestamps."""
+    assert documented_receiver()(headers, body, SECRET)
+    assert abs(time.time() - int(headers["webhook-timestamp"])) < 60
 
 
 async def test_answer_is_posted_signed_with_the_message_its_data_and_the_answer(
@@ -131,7 +140,8 @@ async def test_answer_is_posted_signed_with_the_message_its_data_and_the_answer(
     ((headers, body),) = receiver.requests
     verify(headers, body)
     assert headers["content-type"] == "application/json"
-    assert headers["x-smsflows-action"] == str(action["id"])
+    assert headers["webhook-id"] == str(action["id"])
+    assert headers["webhook-signature"].startswith("v1,")
     payload = json.loads(body)
     assert payload["message"] | {"sent_at": None} == {
         "id": sent["id"],
@@ -148,11 +158,41 @@ async def test_answer_is_posted_signed_with_the_message_its_data_and_the_answer(
     assert (action["attempts"], action["last_error"], action["url"]) == (1, None, url)
 
 
-def test_signature_is_hmac_sha256_over_timestamp_dot_body() -> None:
+def test_signature_is_base64_hmac_sha256_over_id_dot_timestamp_dot_body() -> None:
     body = b'{"answer":{"class":"confirmed"}}'
-    expected = hmac.new(b"k", b"1764540000." + body, hashlib.sha256).hexdigest()
-    assert sign("k", "1764540000", body) == f"sha256={expected}"
-    assert sign("k", "1764540001", body) != sign("k", "1764540000", body)  # a replay with a new time fails
+    expected = base64.b64encode(hmac.new(b"k", b"7.1764540000." + body, hashlib.sha256).digest()).decode()
+    assert sign("k", "7", "1764540000", body) == f"v1,{expected}"
+    assert sign("k", "7", "1764540001", body) != sign("k", "7", "1764540000", body)  # nor a new time
+    assert sign("k", "8", "1764540000", body) != sign("k", "7", "1764540000", body)  # nor a new id
+
+
+def test_a_whsec_secret_is_the_base64_key_standard_webhooks_libraries_use() -> None:
+    key = b"0123456789abcdef0123456789abcdef"
+    secret = "whsec_" + base64.b64encode(key).decode()
+    expected = base64.b64encode(hmac.new(key, b"msg_1.1764540000.{}", hashlib.sha256).digest()).decode()
+    assert sign(secret, "msg_1", "1764540000", b"{}") == f"v1,{expected}"
+
+
+async def test_documented_receiver_refuses_a_captured_request_replayed_under_another_id(
+    database_url: str, tmp_path: Path
+) -> None:
+    async with (
+        receiving(200) as (receiver, url),
+        service_with_webhook(database_url, tmp_path, url) as service,
+    ):
+        sent = await confirm_visit(service)
+
+        async def delivered() -> bool:
+            return [a["status"] for a in await actions_of(service, sent["id"])] == ["delivered"]
+
+        await until(delivered)
+    ((headers, body),) = receiver.requests
+    trusted = documented_receiver()
+    assert trusted(headers, body, SECRET)
+    replayed = headers | {"webhook-id": str(int(headers["webhook-id"]) + 1)}
+    assert not trusted(replayed, body, SECRET)
+    assert not trusted(headers, body.replace(b"confirmed", b"declined"), SECRET)
+    assert not trusted(headers | {"webhook-timestamp": str(int(time.time()) - 600)}, body, SECRET)
 
 
 async def test_action_is_retried_after_the_receiver_answers_500(database_url: str, tmp_path: Path) -> None:

@@ -167,3 +167,61 @@ async def test_sign_in_watch_the_tally_switch_language_and_sign_out(
         await phone.close()
 
         assert errors == [], errors
+
+
+async def test_each_kind_of_flow_has_its_page_and_prints_without_the_navigation(
+    tmp_path: Path, browser: Browser, shots: Path
+) -> None:
+    from tests.test_dashboard_kinds import _all_kinds, _mo
+
+    database = f"sqlite+aiosqlite:///{tmp_path / 'smsflows.db'}"
+    async with dashboard_service(database, flows_dir=str(_all_kinds(tmp_path))) as svc:
+        await add_user(svc, "vera", "viewer")
+        rng = random.Random(3)
+        for i in range(40):
+            sender = f"48600{rng.randint(0, 999999):06d}"
+            await _mo(svc, "ANKIETA", sender)
+            await _mo(svc, str(rng.choice([6, 7, 8, 8, 9, 9, 9, 10])), sender)
+            if i % 4:
+                await _mo(svc, rng.choice(["TAK", "TAK", "NIE"]), sender)
+            if i % 3 == 0:
+                await _mo(svc, rng.choice(["Więcej muzyki", "Krótsze reklamy", "Super!"]), sender)
+        for i in range(12):
+            await _mo(svc, f"KOD A{i:07d}", f"4860020{i % 5:04d}")
+        await _mo(svc, "KOD zly", "48600200001")
+        await _mo(svc, "NOWOSCI", "48600300001")
+
+        context = await browser.new_context(viewport={"width": 1280, "height": 900}, locale="en-GB")
+        page = await context.new_page()
+        errors: list[str] = []
+        _watch_console(page, errors)
+        await page.goto(svc.base_url + "/login")
+        await page.fill("input[name=name]", "vera")
+        await page.fill("input[name=password]", PASSWORD)
+        await page.click("button[type=submit]")
+        await expect(page.locator("h1")).to_have_text("Overview")
+
+        await page.goto(svc.base_url + "/flows/ankieta")
+        await expect(page.locator("figure.bars").first).to_contain_text("Completion")
+        await page.screenshot(path=shots / "flow-survey.png", full_page=True)
+        await page.goto(svc.base_url + "/flows/lato")
+        await expect(page.locator(".figure").first).to_contain_text("12")
+        await expect(page.locator("table.numbers").first).to_contain_text("***")  # masked for a viewer
+        await page.screenshot(path=shots / "flow-code.png", full_page=True)
+        await page.goto(svc.base_url + "/flows/info")
+        await expect(page.locator(".empty").first).to_contain_text("Nothing here yet. Send INFO")
+        await page.screenshot(path=shots / "flow-empty.png", full_page=True)
+
+        await page.goto(svc.base_url + "/flows/ankieta")
+        await page.emulate_media(media="print")
+        await expect(page.locator("header.top")).to_be_hidden()
+        head = page.locator(".page-head")
+        await expect(head).to_contain_text("Ankieta po programie")
+        await expect(head).to_contain_text("version")
+        await expect(head).to_contain_text("as of")
+        await page.set_viewport_size({"width": 794, "height": 1123})  # A4 at 96 dpi
+        await page.screenshot(path=shots / "flow-survey-print.png", full_page=True)
+        await page.pdf(path=str(tmp_path / "ankieta.pdf"), format="A4")
+        assert (tmp_path / "ankieta.pdf").read_bytes().startswith(b"%PDF")
+        await context.close()
+        assert errors == [], errors

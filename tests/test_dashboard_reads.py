@@ -135,5 +135,5 @@ async def test_latest_votes_of_a_quiet_flow_among_busy_ones_are_found(database_u
         quiet = await conn.run_sync(lambda c: latest_votes(c, "quiet", limit=10, recent=10))
         busy = await conn.run_sync(lambda c: latest_votes(c, "busy", limit=3, recent=10))
     await engine.dispose()
-    assert [v.sender for v in quiet] == ["48600***005", "48600***003"]
-    assert [v.sender for v in busy] == ["48600***040", "48600***039", "48600***038"]
+    assert [v.sender for v in quiet] == ["48600000005", "48600000003"]
+    assert [v.sender for v in busy] == ["48600000040", "48600000039", "48600000038"]

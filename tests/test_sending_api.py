@@ -109,11 +109,15 @@ async def test_too_long_text_is_refused_with_what_to_do(service: Service) -> Non
 @pytest.mark.parametrize(
     ("body", "detail"),
     [
-        (
-            {"to": "12345"},
-            "to: '12345' is not a phone number; give it in international form, e.g. 48600123456",
-        ),
+        ({"to": "12345"}, "to: '12345' is not a phone number (read as +4812345, which no numbering plan"),
         ({"to": "48 600 ABC"}, "to: '48 600 ABC' is not a phone number"),
+        (
+            {"to": "+48 (0) 600 123 456"},
+            "to: '+48 (0) 600 123 456' is not a phone number (read as +480600123456",
+        ),
+        ({"to": "123456789"}, "to: '123456789' is a landline (+48123456789), which cannot get SMS"),
+        ({"to": "+48 800 123 456"}, "to: '+48 800 123 456' is a toll-free line (+48800123456)"),
+        ({"to": "4860012345"}, "to: '4860012345' is not a phone number"),
         ({"text": "  "}, "text: the message is empty"),
         ({"expires_at": "2026-12-01T20:00:00"}, "expires_at: give a timezone"),
         ({"expires_at": "2020-01-01T00:00:00Z"}, "expires_at: the time is already past"),
@@ -126,6 +130,24 @@ async def test_invalid_message_is_refused_with_the_field(
     response = await post(service, **body)
     assert response.status_code == 422
     assert response.json()["detail"].startswith(detail)
+
+
+@pytest.mark.parametrize(
+    ("typed", "queued"),
+    [
+        ("+48 600 123 456", "48600123456"),
+        ("0048 600-123-456", "48600123456"),
+        ("600123456", "48600123456"),
+        ("48600123456", "48600123456"),
+        ("+49 151 12345678", "4915112345678"),
+    ],
+)
+async def test_mobile_numbers_in_any_form_are_queued_in_international_digits(
+    service: Service, typed: str, queued: str
+) -> None:
+    response = await post(service, to=typed)
+    assert response.status_code == 201, response.text
+    assert response.json()["to"] == queued
 
 
 async def test_unknown_field_and_bad_tag_are_refused_by_the_schema(service: Service) -> None:
@@ -218,6 +240,10 @@ def test_send_command_explains_bad_input_without_a_traceback(cli_env: dict[str, 
     bad_json = smsflows(cli_env, "send", "--to", PHONE, "--text", "x", "--data", "{nope")
     assert bad_json.exit_code == 1
     assert "--data: not JSON" in bad_json.output
+    landline = smsflows(cli_env, "send", "--to", "22 123 45 67", "--text", "x")
+    assert landline.exit_code == 1
+    assert "Error: to: '22 123 45 67' is a landline (+48221234567), which cannot get SMS" in landline.output
+    assert "Traceback" not in landline.output
     too_long = smsflows(cli_env, "send", "--to", PHONE, "--text", LONG)
     assert too_long.exit_code == 1
     assert "Error: The message is 228 UCS-2 units long" in too_long.output
@@ -284,6 +310,17 @@ def test_broadcast_to_an_unknown_list_names_the_lists(cli_env: dict[str, str], d
     result = smsflows(cli_env, "broadcast", "sport", "--text", "Hej", "--dry-run")
     assert result.exit_code == 1
     assert "list 'sport' has no active member who may get messages (lists: news)" in result.output
+
+
+def test_broadcast_skips_a_member_whose_number_cannot_get_sms(
+    cli_env: dict[str, str], database_url: str
+) -> None:
+    subscribe(database_url, ["48600000001", "48221234567"], [], [])
+    result = smsflows(cli_env, "broadcast", "news", "--text", "Hej")
+    assert result.exit_code == 0, result.output
+    assert "1 message(s) queued, 1 skipped;" in result.stdout
+    assert "skipped 48221234567: to: '48221234567' is a landline" in result.stderr
+    assert rows(database_url, "SELECT to_number FROM outbox") == [("48600000001",)]
 
 
 def test_outbox_requeue_queues_failed_messages_again_by_mobitex_status(

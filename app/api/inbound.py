@@ -8,7 +8,6 @@ from typing import Annotated, Literal
 from litestar import Controller, get, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody, QueryParameter
-from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.api.auth import require_token
@@ -16,10 +15,11 @@ from app.api.deps import read
 from app.api.params import Cursor, Limit, RowId
 from app.api.schema import BEARER
 from app.api.schemas import InboundOut, InboundPage, QuarantineOut, QuarantinePage, Repair
-from app.db.models import INBOUND_STATUSES, QUARANTINE_STATUSES, QuarantinedRequest, utcnow
-from app.errors import Conflict, InvalidMessage, InvalidRequest, NotFound
+from app.db.models import INBOUND_STATUSES, QUARANTINE_STATUSES
+from app.errors import InvalidRequest, NotFound
+from app.ingest import quarantine
 from app.ingest.writer import GroupWriter
-from app.mobitex.mo_form import FIELDS, decode_body, normalise_number, parse_mo
+from app.mobitex.mo_form import normalise_number
 from app.reads.messages import inbound_message, list_inbound, list_quarantine, quarantined_request
 from app.settings import Settings
 
@@ -101,56 +101,16 @@ class InboundController(Controller):
         same transaction, the dispatcher woken for their replies); the quarantine entry's new
         status is written in that same transaction.
         """
-        held = await _held(db_session, qid)
-        await db_session.commit()  # nothing held open while the writer works
-        try:
-            fields, charset = decode_body(held.raw_body, held.content_type)
-        except InvalidMessage:
-            fields, charset = {}, "repaired"
-        if data is not None:
-            unknown = sorted(set(data.fields) - set(FIELDS))
-            if unknown:
-                raise InvalidRequest(
-                    f"unknown field(s) {', '.join(unknown)}; MO fields are {', '.join(FIELDS)}"
-                )
-            fields.update(data.fields)
-        try:
-            msg = parse_mo(fields, settings.mo_max_text)
-        except InvalidMessage as exc:
-            raise InvalidRequest(f"still invalid after repair: {exc}; send corrected fields") from None
-        await writer.store_message(
-            msg,
-            raw_body=held.raw_body,
-            charset=charset,
-            client_ip=held.client_ip,
-            received_at=held.received_at,
-            resolves=held.id,
-        )
-        stored = await read(db_session, inbound_message, msg.sms_id)
+        repair = data.fields if data is not None else {}
+        sms_id = await quarantine.reingest(db_session, writer, qid, repair, settings.mo_max_text)
+        stored = await read(db_session, inbound_message, sms_id)
         assert stored is not None
         return stored
 
     @post("/quarantine/{qid:int}/discard", status_code=200, summary="Mark a quarantined request as handled")
     async def discard(self, db_session: NamedDependency[AsyncSession], qid: RowId) -> QuarantineOut:
-        held = await _held(db_session, qid)
-        result = await db_session.execute(
-            update(QuarantinedRequest)
-            .where(QuarantinedRequest.id == held.id, QuarantinedRequest.status == "held")
-            .values(status="discarded", resolved_at=utcnow())
-            .execution_options(synchronize_session=False)
-        )
-        if result.rowcount != 1:  # type: ignore[attr-defined]  # SQLite has no row locks
-            raise Conflict(f"quarantined request {qid} was resolved meanwhile")
+        await quarantine.discard(db_session, qid)
         await db_session.commit()
         resolved = await read(db_session, quarantined_request, qid)
         assert resolved is not None
         return resolved
-
-
-async def _held(session: AsyncSession, qid: int) -> QuarantinedRequest:
-    held = await session.get(QuarantinedRequest, qid)
-    if held is None:
-        raise NotFound(f"no quarantined request {qid}")
-    if held.status != "held":
-        raise Conflict(f"quarantined request {qid} is already {held.status}")
-    return held

@@ -34,7 +34,8 @@ def flows_check(directory: Path | None, as_json: bool) -> None:
     from app.db.models import utcnow
     from app.flows.check import check_dir
 
-    report = check_dir(directory or Path(cli_settings().flows_dir), utcnow())
+    settings = cli_settings()
+    report = check_dir(directory or Path(settings.flows_dir), utcnow(), settings.replies_per_day)
     if as_json:
         click.echo(msgspec.json.format(msgspec.json.encode(report)).decode())
     else:
@@ -125,11 +126,13 @@ def export_command(flow_id: str, csv_file: Path) -> None:
     Example:
       smsflows export final --csv final-votes.csv
     """
+    from app.cli.terminal import printable
     from app.db.migrate import open_database
     from app.db.models import utcnow
     from app.evidence import write_manifest
     from app.flows.loader import find_flow
-    from app.reads.results import Entries, flow_entries, write_csv
+    from app.reads.csv_cells import write_csv
+    from app.reads.results import Entries, flow_entries
 
     settings = cli_settings()
     flow = find_flow(Path(settings.flows_dir), flow_id)
@@ -140,7 +143,8 @@ def export_command(flow_id: str, csv_file: Path) -> None:
 
     entries = asyncio.run(read())
     if str(csv_file) == "-":
-        write_csv(sys.stdout, entries.columns, entries.rows)
+        shown = printable if sys.stdout.isatty() else None  # a file or a pipe gets the data as stored
+        write_csv(sys.stdout, entries.columns, entries.rows, shown=shown)
         return
     try:
         with csv_file.open("w", newline="", encoding="utf-8") as out:
@@ -182,6 +186,8 @@ def replay(statuses: tuple[str, ...], flow_id: str | None, dry_run: bool) -> Non
     Example: after fixing a reply template
       smsflows flows check && smsflows replay --status failed
     """
+    from dataclasses import replace
+
     from rich.console import Console
 
     from app.cli.replay_view import print_summary
@@ -192,7 +198,7 @@ def replay(statuses: tuple[str, ...], flow_id: str | None, dry_run: bool) -> Non
     # The summary lists every failure with its error; SMSFLOWS_LOG_LEVEL=DEBUG adds the tracebacks.
     logging.basicConfig(format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("smsflows").setLevel("DEBUG" if settings.log_level == "DEBUG" else "CRITICAL")
-    current = load_dir(Path(settings.flows_dir))
+    current = replace(load_dir(Path(settings.flows_dir)), replies_per_day=settings.replies_per_day)
     if flow_id is not None and flow_id not in current.flows:
         known = ", ".join(sorted(current.flows)) or "none"
         raise click.BadParameter(f"no flow {flow_id!r} in {settings.flows_dir} (flows: {known})")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from rich.console import Console
 from rich.table import Table
-from rich.text import Text
 
+from app.cli.terminal import plain
 from app.flows.replay import ReplaySummary
 
 _LABELS = {"skipped": "skipped (another flow's message)"}
@@ -32,7 +32,7 @@ def print_summary(summary: ReplaySummary, console: Console) -> None:
         failed.add_column("sms_id")
         failed.add_column("error")
         for sms_id, error in list(summary.failures.items())[:_SHOWN_FAILURES]:
-            failed.add_row(sms_id, Text(error))
+            failed.add_row(plain(sms_id), plain(error))
         console.print(failed)
         if len(summary.failures) > _SHOWN_FAILURES:
             console.print(f"... and {len(summary.failures) - _SHOWN_FAILURES} more failed messages.")

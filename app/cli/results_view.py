@@ -10,13 +10,14 @@ from rich.console import Console
 from rich.table import Table as RichTable
 from rich.text import Text
 
+from app.cli.terminal import plain
 from app.reads.results import FlowResults
 
 
 def print_results(res: FlowResults, console: Console) -> None:
     """Any kind's results as tables: the scalars of a mapping together, each nested list or
     mapping in a table of its own, and a share bar wherever counts add up to a whole."""
-    console.print(Text(f"{res.name} — {res.kind} flow {res.flow} (version {res.hash})", style="bold"))
+    console.print(plain(f"{res.name} — {res.kind} flow {res.flow} (version {res.hash})", style="bold"))
     # The kind's Struct as plain mappings and lists (times stay times): one renderer for every kind.
     results = msgspec.to_builtins(res.results, builtin_types=(datetime,))
     for table in _tables("results", results, top=True):
@@ -67,7 +68,7 @@ def _list_table(title: str, items: list[dict[str, Any]]) -> RichTable:
     ]
     counted = [c for c in columns if all(_is_count(i.get(c)) for i in items)]
     for c in columns:
-        table.add_column(c, justify="right" if c in counted else "left")
+        table.add_column(plain(c), justify="right" if c in counted else "left")
     share = next((c for c in _SHARE_NAMES if c in counted), None) if len(items) > 1 else None
     if share is not None:
         table.add_column("share")
@@ -87,12 +88,12 @@ def _mapping_table(title: str, mapping: dict[str, Any], *, bars: bool = True) ->
         table.add_column("share")
     total = sum(mapping.values()) if bars else 0
     for key, value in mapping.items():
-        table.add_row(Text(str(key)), _cell(value), *([_bar(value, total)] if bars else []))
+        table.add_row(plain(str(key)), _cell(value), *([_bar(value, total)] if bars else []))
     return table
 
 
 def _table_titled(title: str) -> RichTable:
-    return RichTable(title=title, title_justify="left", min_width=len(title) + 2)
+    return RichTable(title=plain(title), title_justify="left", min_width=len(title) + 2)
 
 
 def _is_count(value: Any) -> bool:
@@ -101,10 +102,10 @@ def _is_count(value: Any) -> bool:
 
 def _cell(value: Any) -> Text:
     if isinstance(value, dict | list):
-        return Text(msgspec.json.encode(value).decode())
+        return plain(msgspec.json.encode(value).decode())
     if isinstance(value, datetime):
         return Text(value.isoformat())
-    return Text("" if value is None else str(value))
+    return plain("" if value is None else str(value))
 
 
 def _bar(value: int, total: int, width: int = 20) -> Text:

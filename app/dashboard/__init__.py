@@ -23,13 +23,18 @@ from litestar.template.config import TemplateConfig
 
 from app.dashboard.audit import AuditController
 from app.dashboard.auth import CookieSessions, LoadUser, session_config
+from app.dashboard.contacts import ContactsController
 from app.dashboard.draws import DrawsController, FlowDrawsController
 from app.dashboard.errors import EXCEPTION_HANDLERS, error_page
+from app.dashboard.failures import FailuresController
 from app.dashboard.flows import FlowsController
 from app.dashboard.headers import SecurityHeaders
 from app.dashboard.i18n import N_
 from app.dashboard.login import LoginController
+from app.dashboard.messages import MessagesController
 from app.dashboard.overview import OverviewController
+from app.dashboard.send import SendController
+from app.dashboard.simulator import SimulatorController
 from app.dashboard.templating import STATIC, template_config
 from app.dashboard.users import UsersController
 from app.settings import Settings
@@ -57,9 +62,14 @@ def dashboard(settings: Settings) -> Dashboard:
             LoginController,
             OverviewController,
             FlowsController,
+            MessagesController,
+            ContactsController,
             DrawsController,
             FlowDrawsController,
             AuditController,
+            SimulatorController,
+            FailuresController,
+            SendController,
             UsersController,
         ],
         middleware=[

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-import msgspec
 from litestar import Controller, Request, get
 from litestar.di import NamedDependency
 from litestar.exceptions import NotFoundException
@@ -22,7 +21,7 @@ from app.flows.live import LiveFlows
 from app.flows.loader import LoadedFlow
 from app.reads.flow_log import flow_log
 from app.reads.overview import overview
-from app.reads.results import kind_results
+from app.reads.results import flow_activity, kind_results
 from app.reads.series import PerMinute, unindexed, window
 from app.reads.tally import latest_votes
 
@@ -64,8 +63,8 @@ class FlowsController(Controller):
             if flow.kind == "vote":
                 context["latest"] = await conn.run_sync(lambda c: latest_votes(c, flow.id))
             else:
-                kind = await conn.run_sync(lambda c: kind_results(c, flow.definition))
-                context["results"] = msgspec.to_builtins(kind)
+                context["results"] = await conn.run_sync(lambda c: kind_results(c, flow.definition))
+                context["activity"] = await conn.run_sync(lambda c: flow_activity(c, flow, now))
         if flow.kind == "vote":
             hub = hub_of(request)
             context["tally"] = await hub.snapshot(flow)

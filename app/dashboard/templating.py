@@ -15,6 +15,7 @@ from litestar.template.config import TemplateConfig
 import app
 from app.dashboard import i18n
 from app.dashboard.i18n import N_
+from app.reads.tally import mask
 from app.settings import Settings
 
 STATIC = Path(__file__).with_name("static")
@@ -79,6 +80,15 @@ def _ago(ctx: Context, value: datetime | None) -> str:
 
 
 @pass_context
+def _phone(ctx: Context, phone: str | None) -> str:
+    """A number whole for operators and admins, masked for viewers (who only read results)."""
+    if not phone:
+        return ""
+    user = _user(ctx)
+    return phone if user is not None and user.may("operator") else mask(phone)
+
+
+@pass_context
 def _current_locale(ctx: Context) -> str:
     return _locale(ctx)
 
@@ -102,7 +112,7 @@ def _configure(engine: JinjaTemplateEngine) -> None:
     env.autoescape = True  # the engine's default; stated here because nothing may turn it off
     env.add_extension("jinja2.ext.i18n")
     env.install_gettext_callables(_gettext, _ngettext, newstyle=True)  # type: ignore[attr-defined]
-    env.filters.update(number=_number, percent=_percent, when=_when, stamp=_stamp, ago=_ago)
+    env.filters.update(number=_number, percent=_percent, when=_when, stamp=_stamp, ago=_ago, phone=_phone)
     env.globals.update(
         current_locale=_current_locale,
         current_user=_user,
@@ -126,4 +136,6 @@ WORDS = (
     N_("queued"), N_("sending"), N_("sent"), N_("failed"), N_("dry-run"),
     N_("scheduled"), N_("open"), N_("closed"),
     N_("votes"), N_("redemptions"), N_("members"), N_("completed"), N_("messages"),
+    N_("joins"), N_("leaves"), N_("hits"),
+    N_("pending"), N_("active"), N_("left"), N_("expired"), N_("aborted"),
 )  # fmt: skip

@@ -34,6 +34,10 @@ class RoleForm(msgspec.Struct):
     role: str = ""
 
 
+class PasswordForm(msgspec.Struct):
+    password: str = ""
+
+
 def _done(message: str, name: str) -> Redirect:
     """Back to the list, which says what was done (the address carries it, not a session)."""
     return Redirect(f"/users?{urlencode({'done': message, 'name': name})}", status_code=HTTP_303_SEE_OTHER)
@@ -108,6 +112,23 @@ class UsersController(Controller):
     ) -> Any:
         return await _set_active(request, db_session, name, True)
 
+    @post("/{name:str}/password", name="users-password", status_code=200)
+    async def password(
+        self,
+        request: Request[Any, Any, Any],
+        db_session: NamedDependency[AsyncSession],
+        name: FromPath[str],
+        data: Annotated[PasswordForm, Form],
+    ) -> Any:
+        """A new password; the user's open sessions end (a forgotten or leaked one)."""
+        try:
+            await store.set_password(db_session, name, data.password, actor=_actor(request))
+        except UserError as exc:
+            return await _list(request, db_session, error=str(exc), status=400)
+        _client(db_session, request)
+        await db_session.commit()
+        return _done("password", name)
+
 
 def _actor(request: Request[Any, Any, Any]) -> str:
     user = current_user(request)
@@ -149,7 +170,7 @@ async def _list(
         context={
             "users": await store.list_users(db_session),
             "roles": ROLES,
-            "done": done if done in ("added", "role", "enabled", "disabled") else None,
+            "done": done if done in ("added", "role", "enabled", "disabled", "password") else None,
             "done_name": name,
             # Our own sentences are translated; a store's message (naming what was typed) stays as is.
             "error": i18n.translations(i18n.locale_of(request)).gettext(error) if error else None,

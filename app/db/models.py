@@ -242,3 +242,18 @@ class SendBackAction(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class ReplyAllowance(Base):
+    """What a phone may still be sent: one row per phone and flow for the quiet interval of replies
+    without news, and one per phone (scope ``*day``) counting the day's replies against the cap.
+
+    Taken with an atomic upsert in the writer's transaction, so two writers cannot both pass.
+    """
+
+    __tablename__ = "reply_allowances"
+
+    phone: Mapped[str] = mapped_column(String(20), primary_key=True)
+    scope: Mapped[str] = mapped_column(String(64), primary_key=True, doc="a flow id, or *day")
+    until: Mapped[datetime] = mapped_column(UTCDateTime, doc="end of the interval, or of the day")
+    count: Mapped[int] = mapped_column(Integer, doc="replies asked for in it")

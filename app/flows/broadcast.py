@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import msgspec
 from sqlalchemy import Connection, func, select
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.db.flow_models import Subscription
 from app.db.migrate import open_database
@@ -68,17 +69,9 @@ async def run_broadcast(
 ) -> BroadcastReport:
     """``smsflows broadcast``: queue ``message`` (its ``to`` is ignored) to every member of the list;
     ``on_progress(done, recipients)`` after each chunk."""
-    measured = check_fits(message.text)
     async with open_database(settings) as engine:
         async with engine.connect() as conn:
-            phones, opted_out, lists = await conn.run_sync(_audience, list_id)
-        if not phones:
-            known = ", ".join(lists) or "none yet"
-            raise InvalidRequest(
-                f"list {list_id!r} has no active member who may get messages (lists: {known}); "
-                "check the name: it is the list of a subscription flow"
-            )
-        report = BroadcastReport(list_id, len(phones), opted_out, measured)
+            report, phones = await conn.run_sync(plan, list_id, message.text)
         if dry_run:
             return report
         for start in range(0, len(phones), CHUNK):
@@ -90,6 +83,38 @@ async def run_broadcast(
         if on_progress is not None:
             on_progress(len(phones), len(phones))
     return report
+
+
+def plan(conn: Connection, list_id: str, text: str) -> tuple[BroadcastReport, list[str]]:
+    """What a broadcast of ``text`` to the list would do (nothing queued yet), and its recipients.
+
+    Raises :class:`~app.mobitex.encoding.MessageTooLong`, or :class:`~app.errors.InvalidRequest` for a list
+    nobody on it may get messages from.
+    """
+    measured = check_fits(text)
+    phones, opted_out, lists = _audience(conn, list_id)
+    if not phones:
+        known = ", ".join(lists) or "none yet"
+        raise InvalidRequest(
+            f"list {list_id!r} has no active member who may get messages (lists: {known}); "
+            "check the name: it is the list of a subscription flow"
+        )
+    return BroadcastReport(list_id, len(phones), opted_out, measured), phones
+
+
+async def broadcast(engine: AsyncEngine, list_id: str, message: NewMessage) -> BroadcastReport:
+    """Queue ``message`` to every reachable member of the list on ``engine``, a chunk per transaction."""
+    async with engine.connect() as conn:
+        report, phones = await conn.run_sync(plan, list_id, message.text)
+    for start in range(0, len(phones), CHUNK):
+        async with engine.begin() as conn:
+            await conn.run_sync(_queue_chunk, phones[start : start + CHUNK], message, report)
+    return report
+
+
+def list_names(conn: Connection) -> list[str]:
+    """Every subscription list that has had a member."""
+    return list(conn.scalars(select(Subscription.list_id).distinct().order_by(Subscription.list_id)))
 
 
 def _audience(conn: Connection, list_id: str) -> tuple[list[str], int, list[str]]:
@@ -105,8 +130,7 @@ def _audience(conn: Connection, list_id: str) -> tuple[list[str], int, list[str]
             Contact.opted_out_at.is_not(None),
         )
     )
-    lists = list(conn.scalars(select(Subscription.list_id).distinct().order_by(Subscription.list_id)))
-    return phones, int(active or 0), lists
+    return phones, int(active or 0), list_names(conn)
 
 
 def _queue_chunk(conn: Connection, phones: list[str], message: NewMessage, report: BroadcastReport) -> None:

@@ -41,12 +41,14 @@ class FlowCheck(msgspec.Struct, frozen=True):
     window: str
     status: str
     replies: list[ReplyCheck]
+    repeats: str  # how often a reply without news may go to one phone
 
 
 class CheckReport(msgspec.Struct, frozen=True):
     directory: str
     flows: list[FlowCheck]
     errors: list[str]
+    replies_per_day: int = 0  # SMSFLOWS_REPLIES_PER_DAY: replies to one phone a day (0: no cap)
 
 
 def flow_status(flow: Flow, at: datetime) -> str:
@@ -74,7 +76,7 @@ def _warsaw(value: datetime) -> str:
     return value.astimezone(WARSAW).strftime("%Y-%m-%d %H:%M")
 
 
-def check_dir(directory: Path, now: datetime) -> CheckReport:
+def check_dir(directory: Path, now: datetime, replies_per_day: int = 0) -> CheckReport:
     """Check every ``*.toml`` in the folder and the set they make; collect every error."""
     errors: list[str] = []
     if not directory.is_dir():
@@ -98,7 +100,7 @@ def check_dir(directory: Path, now: datetime) -> CheckReport:
         build(loaded)
     except FlowFileError as exc:
         errors.extend(str(exc).splitlines())
-    return CheckReport(directory=str(directory), flows=flows, errors=errors)
+    return CheckReport(directory=str(directory), flows=flows, errors=errors, replies_per_day=replies_per_day)
 
 
 def check_replies(flow: LoadedFlow) -> tuple[list[ReplyCheck], list[str]]:
@@ -145,4 +147,16 @@ def _flow_check(flow: LoadedFlow, replies: list[ReplyCheck], now: datetime) -> F
         window=window_text(d),
         status=flow_status(d, now),
         replies=replies,
+        repeats=repeats_text(d),
     )
+
+
+def repeats_text(flow: Flow) -> str:
+    """How often a reply without news (a repeat, an invalid message, a closed flow) may go to a phone."""
+    if flow.answer_every_message:
+        return "every message answered"
+    if flow.conversational:
+        return "retries up to max_retries"
+    if flow.quiet_minutes == 0:
+        return "every time"
+    return f"once in {flow.quiet_minutes} min"

@@ -16,6 +16,7 @@ from app.db.dialect import insert_for, insert_rows
 from app.db.models import Contact, FlowEvent, InboundMessage, OutboxMessage
 from app.flows.kinds.base import Context, Inbound, Outcome
 from app.flows.loader import LoadedFlow
+from app.flows.reply_limits import Candidate, decided_nothing, suppressed
 from app.outbox.table import OUTBOX, outbox_row
 
 
@@ -33,6 +34,8 @@ class Decisions:
     finishes: list[dict[str, Any]] = field(default_factory=list)
     replies: list[dict[str, Any]] = field(default_factory=list)
     reply_of_event: dict[int, int] = field(default_factory=dict)  # event index → replies index
+    # Events that queue replies, with their reply rows: the reply limits may hold them back.
+    limited: list[tuple[int, Candidate, list[int]]] = field(default_factory=list)
 
     def record(
         self,
@@ -43,6 +46,10 @@ class Decisions:
         follow_ups: Sequence[dict[str, Any]] = (),
     ) -> None:
         detail = msgspec.json.encode(outcome.variables).decode() if outcome.variables else None
+        rows = [len(self.replies) + n for n in range(int(reply is not None) + len(follow_ups))]
+        if flow is not None and rows:
+            candidate = Candidate(msg.sender, flow, outcome.name, len(rows))
+            self.limited.append((len(self.events), candidate, rows))
         if reply is not None:
             self.reply_of_event[len(self.events)] = len(self.replies)
             self.replies.append(reply)
@@ -66,7 +73,9 @@ class Decisions:
             {"b_id": msg.id, "b_status": status, "b_flow": flow_id, "b_at": self.now, "b_error": error}
         )
 
-    def write(self, conn: Connection) -> None:
+    def write(self, conn: Connection, replies_per_day: int = 0) -> None:
+        if self.limited:
+            self._hold_back(conn, replies_per_day)
         if self.replies:
             insert_rows(conn, OUTBOX, self.replies)
         for event, reply in self.reply_of_event.items():
@@ -75,6 +84,29 @@ class Decisions:
             conn.execute(_EVENT, self.events)
         if self.finishes:
             conn.execute(_FINISH, self.finishes)
+
+    def _hold_back(self, conn: Connection, replies_per_day: int) -> None:
+        """Drop the replies the reply limits hold back; their events become ``suppressed``."""
+        held = suppressed(conn, [c for _, c, _ in self.limited], self.now, replies_per_day)
+        if not held:
+            return
+        dropped: set[int] = set()
+        for n, reason in held.items():
+            event, candidate, rows = self.limited[n]
+            dropped.update(rows)
+            self.reply_of_event.pop(event, None)
+            e = self.events[event]
+            detail = msgspec.json.decode(e["detail"]) if e["detail"] else {}
+            if decided_nothing(candidate):
+                detail |= {"outcome": candidate.outcome, "reason": reason}
+                e["outcome"] = "suppressed"
+            else:  # results are rebuilt from this outcome: it stays, the reply is marked
+                detail |= {"suppressed": reason}
+            e["detail"] = msgspec.json.encode(detail).decode()
+        kept = [i for i in range(len(self.replies)) if i not in dropped]
+        moved = {old: new for new, old in enumerate(kept)}
+        self.replies = [self.replies[i] for i in kept]
+        self.reply_of_event = {e: moved[r] for e, r in self.reply_of_event.items()}
 
 
 # An event names its reply by the ext_id we gave it: the outbox ids need no RETURNING round.

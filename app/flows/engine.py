@@ -98,7 +98,7 @@ def process_new(
             results[msg.sms_id] = _process_one(
                 conn, flows, msg, decisions=decisions, only_flow=only_flow, answered=answered.get(msg.id)
             )
-    decisions.write(conn)
+    decisions.write(conn, flows.replies_per_day)
     return results
 
 

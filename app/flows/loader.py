@@ -84,6 +84,7 @@ class FlowSet:
     fallbacks: dict[str, LoadedFlow] = field(default_factory=dict)
     conversational: bool = False
     answers: dict[str, LoadedFlow] = field(default_factory=dict)  # tag → the flow taking its answers
+    replies_per_day: int = 0  # SMSFLOWS_REPLIES_PER_DAY: the cap of replies to one phone (0: none)
 
     def fallback_for(self, number: str) -> LoadedFlow | None:
         return self.fallbacks.get(number) or self.fallbacks.get(ANY_NUMBER)

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 import msgspec
 from sqlalchemy import Connection, false, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.db.migrate import open_database
 from app.db.models import InboundMessage
@@ -40,10 +41,7 @@ def replay_batch(
     conn: Connection, flows: FlowSet, statuses: Sequence[str], only_flow: str | None, after: int, limit: int
 ) -> tuple[dict[str, str], dict[str, str], int | None]:
     """The next ``limit`` messages after id ``after``: new statuses, errors, and the last id seen."""
-    if conn.dialect.name == "sqlite":
-        # Take the write lock before reading: on WAL, a read snapshot that the webhook's writer
-        # commits past cannot become a write ("database is locked"), while a waiting lock can.
-        conn.execute(update(InboundMessage).where(false()).values(status=InboundMessage.status))
+    _write_lock_first(conn)
     rows = conn.execute(
         select(InboundMessage.id, InboundMessage.sms_id)
         .where(InboundMessage.status.in_(statuses), InboundMessage.id > after)
@@ -73,7 +71,21 @@ async def run_replay(
     dry_run: bool = False,
     batch: int = BATCH,
 ) -> ReplaySummary:
-    """Replay every message in ``statuses``, a batch per transaction.
+    """Replay every message in ``statuses``, a batch per transaction (see :func:`replay`)."""
+    async with open_database(settings) as engine:
+        return await replay(engine, flows, statuses, only_flow, dry_run=dry_run, batch=batch)
+
+
+async def replay(
+    engine: AsyncEngine,
+    flows: FlowSet,
+    statuses: Sequence[str],
+    only_flow: str | None = None,
+    *,
+    dry_run: bool = False,
+    batch: int = BATCH,
+) -> ReplaySummary:
+    """Replay every message in ``statuses`` on ``engine``, a batch per transaction.
 
     A dry run does the same work and rolls each batch back, so decisions in one batch do not see
     those of earlier batches (a phone's second vote 200 messages later would look like a first).
@@ -85,7 +97,7 @@ async def run_replay(
     outcomes: Counter[str] = Counter()
     failures: dict[str, str] = {}
     after: int | None = 0
-    async with open_database(settings) as engine, engine.connect() as conn:
+    async with engine.connect() as conn:
         while after is not None:
             # Short transactions: on SQLite a long one would hold up the webhook's writes.
             async with conn.begin() as tx:
@@ -104,3 +116,16 @@ async def run_replay(
         outcomes=dict(sorted(outcomes.items())),
         failures=failures,
     )
+
+
+def replay_message(conn: Connection, flows: FlowSet, sms_id: str) -> str | None:
+    """Replay one message if it is replayable: its new status, or None when it is not."""
+    _write_lock_first(conn)
+    return process_new(conn, flows, [sms_id], statuses=REPLAYABLE).get(sms_id)
+
+
+def _write_lock_first(conn: Connection) -> None:
+    if conn.dialect.name == "sqlite":
+        # Take the write lock before reading: on WAL, a read snapshot that the webhook's writer
+        # commits past cannot become a write ("database is locked"), while a waiting lock can.
+        conn.execute(update(InboundMessage).where(false()).values(status=InboundMessage.status))

@@ -10,7 +10,10 @@ multipart body no MO form can be.
 from __future__ import annotations
 
 import logging
+from datetime import datetime
+from typing import Literal
 
+import msgspec
 from litestar import Request, Response, post
 from litestar.datastructures import State
 from litestar.exceptions.http_exceptions import RequestEntityTooLarge
@@ -75,43 +78,69 @@ def mo_webhook(settings: Settings) -> HTTPRouteHandler:
         except RequestEntityTooLarge:
             log.warning("MO request from %s refused: body over %d bytes", client, settings.mo_max_body)
             raise
-        content_type = request.headers.get("content-type")
         try:
-            try:
-                fields, charset = decode_body(body, content_type)
-                msg = parse_mo(fields, max_text)
-            except InvalidMessage as exc:
-                log.warning("MO request from %s quarantined: %s", client, exc)
-                await writer.quarantine(
-                    raw_body=body,
-                    content_type=content_type,
-                    client_ip=client,
-                    reason=str(exc),
-                    received_at=received_at,
-                )
-                if isinstance(exc, RefusedBody):
-                    # Kept like any invalid request, but no Mobitex MO looks like this: say so.
-                    return _text(400, f"Bad Request: {exc}; the raw body is kept in the quarantine")
-                # 200 on purpose: a 4xx would make Mobitex resend this same body every 3 minutes.
-                return _text(200, "OK quarantined")
-            try:
-                await writer.store_message(
-                    msg, raw_body=body, charset=charset, client_ip=client, received_at=received_at
-                )
-            except SQLAlchemyError as exc:
-                # The database is up but refused this one row: keep the request raw instead.
-                log.error("MO %s refused by the database, quarantined: %s", msg.sms_id, exc)
-                await writer.quarantine(
-                    raw_body=body,
-                    content_type=content_type,
-                    client_ip=client,
-                    reason=f"database refused the message: {exc.__class__.__name__}: {exc}"[:2000],
-                    received_at=received_at,
-                )
-                return _text(200, "OK quarantined")
+            taken = await take(
+                writer, body, request.headers.get("content-type"), client, received_at, max_text
+            )
         except DatabaseUnavailable as exc:
             gate.failed(exc)  # logs the outage once, then answers 503 at once until it is over
             return _text(503, "Service Unavailable: retry later", **{"Retry-After": RETRY_AFTER})
-        return _text(200, "OK")
+        if taken.outcome == "refused":
+            # Kept like any invalid request, but no Mobitex MO looks like this: say so.
+            return _text(400, f"Bad Request: {taken.reason}; the raw body is kept in the quarantine")
+        # Quarantined is a 200 on purpose: a 4xx would make Mobitex resend the same body every 3 minutes.
+        return _text(200, "OK quarantined" if taken.outcome == "quarantined" else "OK")
 
     return receive_mo
+
+
+class Taken(msgspec.Struct, frozen=True):
+    """What became of a request: ``stored``, ``quarantined``, or ``refused`` (quarantined, but
+    nothing Mobitex sends looks like it, so the sender hears a 400)."""
+
+    outcome: Literal["stored", "quarantined", "refused"]
+    reason: str | None = None
+
+
+async def take(
+    writer: GroupWriter,
+    body: bytes,
+    content_type: str | None,
+    client: str,
+    received_at: datetime,
+    max_text: int,
+) -> Taken:
+    """Store one MO request's body through the writer (flows run on it there), or quarantine it.
+
+    The webhook and the dashboard's phone simulator both come in through here. Raises
+    :class:`DatabaseUnavailable` when the database cannot take it.
+    """
+    try:
+        fields, charset = decode_body(body, content_type)
+        msg = parse_mo(fields, max_text)
+    except InvalidMessage as exc:
+        log.warning("MO request from %s quarantined: %s", client, exc)
+        await writer.quarantine(
+            raw_body=body,
+            content_type=content_type,
+            client_ip=client,
+            reason=str(exc),
+            received_at=received_at,
+        )
+        return Taken("refused" if isinstance(exc, RefusedBody) else "quarantined", str(exc))
+    try:
+        await writer.store_message(
+            msg, raw_body=body, charset=charset, client_ip=client, received_at=received_at
+        )
+    except SQLAlchemyError as exc:
+        # The database is up but refused this one row: keep the request raw instead.
+        log.error("MO %s refused by the database, quarantined: %s", msg.sms_id, exc)
+        await writer.quarantine(
+            raw_body=body,
+            content_type=content_type,
+            client_ip=client,
+            reason=f"database refused the message: {exc.__class__.__name__}: {exc}"[:2000],
+            received_at=received_at,
+        )
+        return Taken("quarantined", "database refused the message")
+    return Taken("stored")

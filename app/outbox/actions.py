@@ -6,17 +6,18 @@ lease (a deliverer that died mid-POST is replaced once ``SMSFLOWS_SEND_LEASE`` r
 with jitter after each failure, and ``failed`` once the action is older than
 ``SMSFLOWS_SEND_MAX_AGE``. Any answer but 2xx counts as a failure.
 
-Signature: the receiver recomputes, with ``SMSFLOWS_ACTION_SECRET`` as the key,
-``HMAC-SHA256(secret, "<X-Smsflows-Timestamp>." + raw body)`` in hex, compares it with
-``X-Smsflows-Signature: sha256=<hex>`` in constant time, and refuses a timestamp more than a
-few minutes off its clock, so a captured request cannot be replayed later. ``X-Smsflows-Action``
-is the action's id: a POST whose answer was lost is sent again, and the id lets the receiver
-see it twice without acting twice.
+Signature, as Standard Webhooks define it: ``webhook-signature: v1,<base64 HMAC-SHA256>`` over
+``"<webhook-id>.<webhook-timestamp>." + raw body``, keyed with ``SMSFLOWS_ACTION_SECRET``. The id
+is the action's: a POST whose answer was lost is sent again with it, so the receiver acts once per
+id; it is signed with the rest, or a captured request replayed under another id would be taken
+as new. The receiver refuses a timestamp more than a few minutes off its clock.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import contextlib
 import hashlib
 import hmac
@@ -40,19 +41,24 @@ from app.settings import Settings
 log = logging.getLogger("smsflows.actions")
 
 ACTIONS: Table = SendBackAction.__table__  # type: ignore[assignment]
-SIGNATURE_HEADER, TIMESTAMP_HEADER, ACTION_HEADER = (
-    "X-Smsflows-Signature",
-    "X-Smsflows-Timestamp",
-    "X-Smsflows-Action",
-)
+ID_HEADER, TIMESTAMP_HEADER, SIGNATURE_HEADER = "webhook-id", "webhook-timestamp", "webhook-signature"
 BASE_DELAY, MAX_DELAY = 1.0, 600.0  # seconds: the first retry comes soon, later ones back off to 10 min
 POLL, BATCH, TIMEOUT = 0.5, 50, 10.0
 
 
-def sign(secret: str, timestamp: str, body: bytes) -> str:
-    """The ``X-Smsflows-Signature`` value of ``body`` sent at ``timestamp`` (unix seconds)."""
-    digest = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
-    return f"sha256={digest}"
+def signing_key(secret: str) -> bytes:
+    """The HMAC key of ``secret``: a ``whsec_…`` secret is base64, as Standard Webhooks libraries read it."""
+    if secret.startswith("whsec_"):
+        with contextlib.suppress(binascii.Error, ValueError):
+            return base64.b64decode(secret.removeprefix("whsec_"), validate=True)
+    return secret.encode()
+
+
+def sign(secret: str, action_id: str, timestamp: str, body: bytes) -> str:
+    """The ``webhook-signature`` value of action ``action_id`` with ``body``, sent at ``timestamp``."""
+    signed = f"{action_id}.{timestamp}.".encode() + body
+    digest = hmac.new(signing_key(secret), signed, hashlib.sha256).digest()
+    return "v1," + base64.b64encode(digest).decode()
 
 
 def queue_action(
@@ -196,12 +202,12 @@ class ActionDeliverer:
                 log.warning("SMSFLOWS_ACTION_SECRET is not set: send-back actions are held until it is")
                 self._warned = True
             return "SMSFLOWS_ACTION_SECRET is not set: set it so that receivers can check the signature"
-        body, timestamp = held.payload.encode(), str(int(time.time()))
+        body, timestamp, action_id = held.payload.encode(), str(int(time.time())), str(held.id)
         headers = {
             "Content-Type": "application/json",
+            ID_HEADER: action_id,
             TIMESTAMP_HEADER: timestamp,
-            SIGNATURE_HEADER: sign(secret, timestamp, body),
-            ACTION_HEADER: str(held.id),
+            SIGNATURE_HEADER: sign(secret, action_id, timestamp, body),
         }
         try:
             response = await self._http.post(held.url, content=body, headers=headers)

@@ -7,7 +7,6 @@ finds the message the first request queued instead of queueing a second one. The
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Annotated, Any, Literal, Protocol
@@ -19,11 +18,10 @@ from app.db.dialect import insert_for
 from app.db.models import WARSAW, Contact, FlowId, Tag
 from app.errors import IdempotencyConflict, InvalidSend
 from app.mobitex.encoding import SmsEncoding, check_fits
-from app.mobitex.mo_form import normalise_number
+from app.outbox.recipients import mobile_number
 from app.outbox.table import OUTBOX, FlowRef, outbox_row
 
 MAX_DATA = 16_384  # bytes of JSON: data travels back in every send-back action
-_PHONE = re.compile(r"^[1-9][0-9]{9,14}$")  # international, as Mobitex takes it (106 otherwise)
 
 
 class NewMessage(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -63,11 +61,7 @@ class Queued(msgspec.Struct, frozen=True):
 def check_message(msg: NewMessage, now: datetime) -> tuple[str, SmsEncoding]:
     """The normalised number and the text's measurement; :class:`InvalidSend` or
     :class:`~app.mobitex.encoding.MessageTooLong` when Mobitex would refuse it."""
-    to = normalise_number(msg.to)
-    if not _PHONE.match(to):
-        raise InvalidSend(
-            f"to: {msg.to!r} is not a phone number; give it in international form, e.g. 48600123456"
-        )
+    to = mobile_number(msg.to)
     if not msg.text.strip():
         raise InvalidSend("text: the message is empty")
     measured = check_fits(msg.text)

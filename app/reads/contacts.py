@@ -25,6 +25,7 @@ class ThreadEntry(msgspec.Struct, frozen=True):
     text: str
     status: str
     flow_id: str | None
+    sms_id: str | None = None  # Mobitex's id of an ``in`` message (its page's address)
 
 
 class SubscriptionEntry(msgspec.Struct, frozen=True):
@@ -89,10 +90,22 @@ def contact_history(conn: Connection, phone: str, *, limit: int = 100) -> Contac
     contact = conn.execute(select(Contact).where(Contact.phone == phone)).first()
     i, o = InboundMessage, OutboxMessage
     inbound = select(
-        literal("in").label("direction"), i.id, i.received_at.label("at"), i.text, i.status, i.flow_id
+        literal("in").label("direction"),
+        i.id,
+        i.received_at.label("at"),
+        i.text,
+        i.status,
+        i.flow_id,
+        i.sms_id,
     ).where(i.sender == phone)
     outbound = select(
-        literal("out").label("direction"), o.id, o.created_at.label("at"), o.text, o.status, o.flow_id
+        literal("out").label("direction"),
+        o.id,
+        o.created_at.label("at"),
+        o.text,
+        o.status,
+        o.flow_id,
+        literal(None).label("sms_id"),
     ).where(o.to_number == phone)
     both = union_all(inbound, outbound).subquery()
     rows = conn.execute(select(both).order_by(both.c.at.desc(), both.c.id.desc()).limit(limit + 1)).all()

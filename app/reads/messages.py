@@ -15,6 +15,7 @@ import msgspec
 from sqlalchemy import Connection, Select, select
 
 from app.db.models import FlowEvent, InboundMessage, OutboxMessage, QuarantinedRequest, SendBackAction
+from app.reads.series import first_id_since
 
 S = TypeVar("S", bound=msgspec.Struct)
 
@@ -36,11 +37,16 @@ class InboundOut(msgspec.Struct, frozen=True):
     error: str | None
     reply_to_id: int | None  # the sent message this one answers (its ext_id named it)
     correlation: str | None  # matched / unmatched when it carried an ext_id
+    id: int  # our row's id: what pages and exports count by
+    flow_id: str | None  # the flow that took it
 
 
 class InboundPage(msgspec.Struct, frozen=True):
     items: list[InboundOut]
     next_cursor: str | None
+    """Older messages: pass as ``before``; None on the last page."""
+    prev_cursor: str | None = None
+    """Newer messages: pass as ``after``; None on the newest page."""
 
 
 class QuarantineOut(msgspec.Struct, frozen=True):
@@ -85,6 +91,9 @@ class OutboxOut(msgspec.Struct, frozen=True):
 class OutboxPage(msgspec.Struct, frozen=True):
     items: list[OutboxOut]
     next_cursor: str | None
+    """Older messages: pass as ``before``; None on the last page."""
+    prev_cursor: str | None = None
+    """Newer messages: pass as ``after``; None on the newest page."""
 
 
 class AnswerOut(msgspec.Struct, frozen=True):
@@ -156,6 +165,8 @@ class InboundDetail(msgspec.Struct, frozen=True):
     events: list[EventOut]  # the decisions about it, oldest first
     replies: list[OutboxOut]  # what the flows queued in answer, oldest first
     answers: OutboxOut | None  # the sent message it answers (by its ext_id), if any
+    raw_text: str = ""  # the body as received, as UTF-8 text (undecodable bytes replaced)
+    unmatched_reason: str | None = None  # why its ext_id found no message of ours, when it did not
 
 
 def _convert(rows: Iterable[Any], type_: type[S], **computed: Any) -> list[S]:
@@ -196,28 +207,69 @@ def list_inbound(
     number: str | None = None,
     status: str | None = None,
     correlation: str | None = None,
+    flow: str | None = None,
+    text: str | None = None,
     since: datetime | None = None,
+    until: datetime | None = None,
     limit: int = 50,
     before: int | None = None,
+    after: int | None = None,
 ) -> InboundPage:
-    """Inbound messages, newest first; numbers as stored (normalised), ``since`` by first delivery."""
+    """Inbound messages, newest first; numbers as stored (normalised), ``since`` / ``until`` by first
+    delivery, ``text`` anywhere in the text (any case). ``before`` pages to older messages,
+    ``after`` to newer ones."""
     m = InboundMessage
-    query = _INBOUND.order_by(m.id.desc()).limit(limit)
+    query: Select[Any] = _INBOUND
     for column, value in (
         (m.sender, sender),
         (m.number, number),
         (m.status, status),
         (m.correlation, correlation),
+        (m.flow_id, flow),
     ):
         if value:
             query = query.where(column == value)
+    if text:
+        query = query.where(m.text.icontains(text, autoescape=True))
+    query = _time_range(conn, query, m.id, m.received_at, since, until)
+    rows, older, newer = _keyset(conn, query, m.id, limit, before, after)
+    return InboundPage(_convert(rows, InboundOut), older, newer)
+
+
+def _time_range(
+    conn: Connection,
+    query: Select[Any],
+    id_col: Any,
+    at_col: Any,
+    since: datetime | None,
+    until: datetime | None,
+) -> Select[Any]:
     if since is not None:
-        query = query.where(m.received_at >= since)
+        query = query.where(at_col >= since)
+        # Ids grow with arrival: the first id since then bounds the scan (the time column has no index).
+        first = first_id_since(conn, id_col, at_col, since)
+        if first is not None:
+            query = query.where(id_col >= first)
+    if until is not None:
+        query = query.where(at_col < until)
+    return query
+
+
+def _keyset(
+    conn: Connection, query: Select[Any], id_col: Any, limit: int, before: int | None, after: int | None
+) -> tuple[list[Any], str | None, str | None]:
+    """A page of rows newest first, with the cursors of the older and the newer page."""
+    if after is not None:
+        rows = list(conn.execute(query.where(id_col > after).order_by(id_col).limit(limit + 1)).all())
+        newer = len(rows) > limit
+        rows = rows[:limit][::-1]
+        return rows, (str(rows[-1].id) if rows else None), (str(rows[0].id) if rows and newer else None)
     if before is not None:
-        query = query.where(m.id < before)
-    rows = conn.execute(query).all()
-    items, cursor = _page(_convert(rows, InboundOut), limit, [r.id for r in rows])
-    return InboundPage(items, cursor)
+        query = query.where(id_col < before)
+    rows = list(conn.execute(query.order_by(id_col.desc()).limit(limit + 1)).all())
+    older = str(rows[limit - 1].id) if len(rows) > limit else None
+    rows = rows[:limit]
+    return rows, older, (str(rows[0].id) if rows and before is not None else None)
 
 
 def inbound_message(conn: Connection, sms_id: str) -> InboundOut | None:
@@ -238,11 +290,16 @@ def inbound_detail(conn: Connection, sms_id: str) -> InboundDetail | None:
     answered = None
     if message.reply_to_id is not None:
         answered = next(iter(_outbox(conn, _OUTBOX.where(OutboxMessage.id == message.reply_to_id))), None)
+    decisions = _convert(events, EventOut, detail=lambda r: _json(r.detail))
+    reasons = [e.detail.get("reason") for e in decisions if e.outcome == "reply_unmatched" and e.detail]
+    raw = conn.scalar(select(InboundMessage.raw_body).where(InboundMessage.id == row.id)) or b""
     return InboundDetail(
         message,
-        events=_convert(events, EventOut, detail=lambda r: _json(r.detail)),
+        events=decisions,
         replies=replies,
         answers=answered,
+        raw_text=raw.decode("utf-8", "replace"),
+        unmatched_reason=reasons[0] if reasons else None,
     )
 
 
@@ -290,19 +347,25 @@ def list_outbox(
     status: str | None = None,
     to: str | None = None,
     flow: str | None = None,
+    text: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
     limit: int = 50,
     before: int | None = None,
+    after: int | None = None,
 ) -> OutboxPage:
-    """Queued and sent messages, newest first; ``to`` as stored (normalised)."""
+    """Queued and sent messages, newest first; ``to`` as stored (normalised), ``since`` / ``until``
+    by when it was queued, ``text`` anywhere in the text (any case)."""
     o = OutboxMessage
-    query = _OUTBOX.order_by(o.id.desc()).limit(limit)
+    query: Select[Any] = _OUTBOX
     for column, value in ((o.status, status), (o.to_number, to), (o.flow_id, flow)):
         if value:
             query = query.where(column == value)
-    if before is not None:
-        query = query.where(o.id < before)
-    items = _outbox(conn, query)
-    return OutboxPage(items, str(items[-1].id) if len(items) == limit else None)
+    if text:
+        query = query.where(o.text.icontains(text, autoescape=True))
+    query = _time_range(conn, query, o.id, o.created_at, since, until)
+    rows, older, newer = _keyset(conn, query, o.id, limit, before, after)
+    return OutboxPage(_convert(rows, OutboxOut, sent=lambda r: r.status == "sent"), older, newer)
 
 
 _MESSAGE = select(*_columns(MessageOut, OutboxMessage, to=OutboxMessage.to_number))

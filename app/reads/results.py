@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import csv
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from datetime import datetime
-from typing import Any, TextIO
+from typing import Any
 
 import msgspec
 from sqlalchemy import Connection, Table, func, select
@@ -24,6 +23,7 @@ from app.flows.kinds.survey import SurveyFlow
 from app.flows.kinds.survey_steps import ChoiceStep, IntegerStep, Step
 from app.flows.kinds.vote import VoteFlow
 from app.flows.loader import LoadedFlow
+from app.reads.series import counts_per_hour, hour_window
 
 
 class NoResults(msgspec.Struct, frozen=True):
@@ -291,6 +291,34 @@ _READERS: tuple[tuple[type[Flow], Callable[[Connection, Any], KindResults]], ...
 )
 
 
+class Activity(msgspec.Struct, frozen=True):
+    """What a flow did per hour over the last days: ``series[name][i]`` counts the hour that starts
+    ``i`` hours after ``start`` (redemptions; joins and leaves; hits). Empty for kinds shown otherwise."""
+
+    start: datetime
+    hours: int
+    series: dict[str, list[int]]
+
+
+def flow_activity(conn: Connection, flow: LoadedFlow, now: datetime, days: int = 7) -> Activity:
+    start, hours = hour_window(now, days)
+    definition = flow.definition
+    series: dict[str, list[int]] = {}
+    if isinstance(definition, CodeFlow):
+        series["redemptions"] = counts_per_hour(
+            conn, Redemption.created_at, start, hours, Redemption.flow_id == flow.id
+        )
+    elif isinstance(definition, SubscriptionFlow):
+        on_list = Subscription.list_id == definition.list_id
+        series["joins"] = counts_per_hour(conn, Subscription.confirmed_at, start, hours, on_list)
+        series["leaves"] = counts_per_hour(conn, Subscription.left_at, start, hours, on_list)
+    elif flow.kind in ("autoreply", "fallback"):
+        series["hits"] = counts_per_hour(
+            conn, FlowEvent.created_at, start, hours, FlowEvent.flow_id == flow.id
+        )
+    return Activity(start, hours, series)
+
+
 class Entries(msgspec.Struct, frozen=True):
     """A flow's entries (votes, redemptions, ...) as a table: column names and rows, oldest first."""
 
@@ -320,11 +348,3 @@ def flow_entries(conn: Connection, flow: LoadedFlow) -> Entries:
         mine = table.c.list_id == flow.definition.list_id
     rows = conn.execute(select(table).where(mine).order_by(*table.primary_key.columns)).all()
     return Entries([c.name for c in table.columns], [tuple(r) for r in rows])
-
-
-def write_csv(out: TextIO, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
-    """UTC times in ISO 8601, empty cells for missing values."""
-    writer = csv.writer(out)
-    writer.writerow(columns)
-    for row in rows:
-        writer.writerow(["" if v is None else v.isoformat() if isinstance(v, datetime) else v for v in row])

@@ -1,4 +1,4 @@
-"""Counts per minute over the last hours: messages in and out, for the overview's chart."""
+"""Counts per minute and per hour: messages in and out for the overview, a flow's activity over days."""
 
 from __future__ import annotations
 
@@ -139,3 +139,28 @@ def per_minute(conn: Connection, now: datetime, hours: int = 3) -> PerMinute:
         inbound=counts_per_minute(conn, InboundMessage.id, InboundMessage.received_at, start, minutes),
         outbound=counts_per_minute(conn, OutboxMessage.id, OutboxMessage.created_at, start, minutes),
     )
+
+
+def counts_per_hour(
+    conn: Connection,
+    at_col: InstrumentedAttribute[datetime] | InstrumentedAttribute[datetime | None],
+    start: datetime,
+    hours: int,
+    *where: ColumnElement[bool],
+) -> list[int]:
+    """Rows per hour from ``start`` for ``hours`` hours, by ``at_col`` (``where`` narrows them)."""
+    buckets = [0] * hours
+    minute = _minute_of(conn, at_col, start)  # type: ignore[arg-type]
+    hour = cast(func.floor(minute / 60.0), Integer).label("hour")
+    end = start + timedelta(hours=hours)
+    query = select(hour, func.count()).where(at_col >= start, at_col < end, *where).group_by(hour)
+    for index, count in conn.execute(query):
+        if index is not None and 0 <= index < hours:
+            buckets[int(index)] += int(count)
+    return buckets
+
+
+def hour_window(now: datetime, days: int) -> tuple[datetime, int]:
+    """The first hour and the number of hours of a chart of the last ``days`` up to ``now``."""
+    hours = days * 24
+    return now.replace(minute=0, second=0, microsecond=0) - timedelta(hours=hours - 1), hours

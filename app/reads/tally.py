@@ -85,4 +85,4 @@ def latest_votes(conn: Connection, flow_id: str, limit: int = 10, recent: int = 
     rows = conn.execute(query.where(unindexed(Vote.flow_id) == flow_id, Vote.id > top - recent)).all()
     if len(rows) < limit:
         rows = conn.execute(query.where(Vote.flow_id == flow_id)).all()
-    return [LatestVote(at=r[0], sender=mask(r[1]), option=r[2], text=r[3]) for r in rows]
+    return [LatestVote(at=r[0], sender=r[1], option=r[2], text=r[3]) for r in rows]

@@ -68,6 +68,8 @@ class Flow(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True
     transliterate: bool = False
     max_parts: Annotated[int, msgspec.Meta(ge=1, le=3)] = 2
     enabled: bool = True
+    quiet_minutes: Annotated[int, msgspec.Meta(ge=0, le=1440)] = 5
+    answer_every_message: bool = False
 
     # Kinds that hold a multi-message conversation set this; the engine then routes a phone's
     # next message to its open conversation before keyword matching.

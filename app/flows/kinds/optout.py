@@ -120,3 +120,26 @@ def _mark_opted_out(conn: Connection, phone: str, at: datetime, now: datetime) -
     conn.execute(
         stmt, [{"phone": phone, "first_seen": now, "last_seen": now, "messages": 1, "opted_out_at": at}]
     )
+
+
+def set_opted_out(conn: Connection, phone: str, opted_out: bool, now: datetime) -> bool:
+    """An operator's STOP (or its lifting) for ``phone``; whether it changed anything.
+
+    The same mark a STOP message sets: broadcasts and sends skip the phone until it is lifted
+    here or by the phone's START. A phone never seen becomes a contact with no messages.
+    """
+    if opted_out:
+        was = conn.scalar(select(Contact.opted_out_at).where(Contact.phone == phone))
+        stmt = insert_for(conn.dialect.name, CONTACTS).on_conflict_do_update(
+            index_elements=["phone"], set_={"opted_out_at": func.coalesce(CONTACTS.c.opted_out_at, now)}
+        )
+        conn.execute(
+            stmt, [{"phone": phone, "first_seen": now, "last_seen": now, "messages": 0, "opted_out_at": now}]
+        )
+        return was is None
+    cleared = conn.execute(
+        update(Contact)
+        .where(Contact.phone == phone, Contact.opted_out_at.is_not(None))
+        .values(opted_out_at=None)
+    ).rowcount
+    return bool(cleared)

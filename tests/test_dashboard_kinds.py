@@ -1,0 +1,159 @@
+"""A flow page per kind: what each counts, numbers masked for viewers, and empty pages that teach."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from tests.conftest import send_mo, write_flows
+from tests.dashboard import dashboard_service, signed_in
+from tests.test_dashboard_pages import VOTE
+
+FLOWS_DIR = Path(__file__).parents[1] / "flows"
+
+CODE = """
+id = "lato"
+kind = "code"
+name = "Lato z kodem"
+numbers = ["70120"]
+keywords = ["KOD"]
+
+[code]
+source = "pattern"
+pattern = "^[A-Z0-9]{8}$"
+per_sender = 3
+
+[replies]
+accepted = "Kod {{ code }} przyjęty!"
+used = "Kod {{ code }} został już wykorzystany."
+invalid = "Nie rozpoznajemy kodu {{ code }}."
+limit = "To limit na jeden numer."
+"""
+
+
+def _example(name: str) -> str:
+    return (FLOWS_DIR / f"{name}.toml").read_text(encoding="utf-8")
+
+
+def _all_kinds(tmp_path: Path) -> Path:
+    return write_flows(
+        tmp_path / "flows",
+        lato=CODE,
+        nowosci=_example("nowosci"),
+        ankieta=_example("ankieta"),
+        wizyty=_example("wizyty"),
+        info=_example("info"),
+        inne=_example("inne"),
+    )
+
+
+async def _mo(svc: object, text: str, sender: str) -> None:
+    await send_mo(svc, text=text, sender=sender, time=str(int(time.time())))  # type: ignore[arg-type]
+
+
+async def test_empty_flow_pages_say_how_to_send_the_first_message(database_url: str, tmp_path: Path) -> None:
+    flows = _all_kinds(tmp_path)
+    async with (
+        dashboard_service(database_url, flows_dir=str(flows)) as svc,
+        signed_in(svc, "vera", "viewer") as client,
+    ):
+        for flow, example in (
+            ("lato", "KOD"),
+            ("nowosci", "NOWOSCI"),
+            ("ankieta", "ANKIETA"),
+            ("info", "INFO"),
+        ):
+            page = await client.get(f"/flows/{flow}")
+            assert page.status_code == 200, flow
+            assert f"Nothing here yet. Send {example}" in page.text, flow
+            assert 'href="/simulator"' in page.text, flow
+        reply = await client.get("/flows/wizyty")
+        assert "No message with the tag visit has been sent yet" in reply.text
+        assert "--tag visit" in reply.text and 'href="/simulator"' in reply.text
+
+
+async def test_code_page_counts_redemptions_top_senders_and_rejections(
+    database_url: str, tmp_path: Path
+) -> None:
+    async with dashboard_service(database_url, flows_dir=str(_all_kinds(tmp_path))) as svc:
+        for code in ("AAAA1111", "AAAA2222", "AAAA3333"):
+            await _mo(svc, f"KOD {code}", "48600123456")
+        await _mo(svc, "KOD BBBB1111", "48600777888")
+        await _mo(svc, "KOD AAAA1111", "48600777888")  # used
+        await _mo(svc, "KOD zly", "48600777888")  # invalid
+        async with signed_in(svc, "vera", "viewer") as client:
+            page = await client.get("/flows/lato")
+            text = page.text
+            assert 'Codes redeemed</span><span class="big">4<' in text
+            assert 'Participants</span><span class="big">2<' in text
+            assert "48600***456" in text and "48600123456" not in text  # masked for a viewer
+            assert "Rejected codes by reason" in text
+            assert "used</text>" in text and "invalid</text>" in text
+            assert "1 · 50.0%" in text  # each reason with its share
+            assert "Codes redeemed per hour, last 7 days" in text and "<polyline" in text
+            assert "Nothing here yet" not in text
+        async with signed_in(svc, "otto", "operator") as client:
+            page = await client.get("/flows/lato")
+            assert "48600123456" in page.text and "48600***456" not in page.text  # whole for an operator
+
+
+async def test_subscription_page_shows_members_and_joins_and_leaves_over_time(
+    database_url: str, tmp_path: Path
+) -> None:
+    async with dashboard_service(database_url, flows_dir=str(_all_kinds(tmp_path))) as svc:
+        for sender in ("48600000001", "48600000002", "48600000003"):
+            await _mo(svc, "NOWOSCI", sender)
+            await _mo(svc, "POTWIERDZAM", sender)
+        await _mo(svc, "NOWOSCI", "48600000004")  # pending: not confirmed
+        await _mo(svc, "WYPISZ", "48600000003")
+        async with signed_in(svc, "vera", "viewer") as client:
+            text = (await client.get("/flows/nowosci")).text
+            assert 'active</span><span class="big">2<' in text
+            assert 'pending</span><span class="big">1<' in text
+            assert 'left</span><span class="big">1<' in text
+            assert "48600***001" in text and "48600***002" in text and "48600***003" not in text
+            assert "Joins and leaves of the list per hour" in text
+            assert "joins: 3" in text and "leaves: 1" in text  # the legend carries the sums
+
+
+async def test_survey_page_shows_the_funnel_and_each_steps_answers(database_url: str, tmp_path: Path) -> None:
+    async with dashboard_service(database_url, flows_dir=str(_all_kinds(tmp_path))) as svc:
+        for sender, score, again in (("48600000001", "9", "TAK"), ("48600000002", "7", "NIE")):
+            await _mo(svc, "ANKIETA", sender)
+            await _mo(svc, score, sender)
+            await _mo(svc, again, sender)
+        await _mo(svc, "Więcej <b>muzyki</b>", "48600000001")
+        await _mo(svc, "ANKIETA", "48600000003")
+        async with signed_in(svc, "vera", "viewer") as client:
+            text = (await client.get("/flows/ankieta")).text
+            assert "Completion: people who started and reached each step" in text
+            assert "started</text>" in text and "3 · 100.0%" in text
+            assert "answered ocena</text>" in text and "2 · 66.7%" in text
+            assert "completed</text>" in text and "1 · 33.3%" in text
+            assert "TAK</text>" in text and "1 · 50.0%" in text  # the choice step's distribution
+            assert "Więcej &lt;b&gt;muzyki&lt;/b&gt;" in text  # a text answer, as text
+
+
+async def test_autoreply_and_fallback_pages_count_hits_per_hour(database_url: str, tmp_path: Path) -> None:
+    async with dashboard_service(database_url, flows_dir=str(_all_kinds(tmp_path))) as svc:
+        await _mo(svc, "INFO", "48600000001")
+        await _mo(svc, "POMOC", "48600000002")
+        await _mo(svc, "co to jest", "48600000003")
+        async with signed_in(svc, "vera", "viewer") as client:
+            info = (await client.get("/flows/info")).text
+            assert 'Messages answered</span><span class="big">2<' in info
+            assert "Messages answered per hour, last 7 days" in info and "hits: 2" in info
+            fallback = (await client.get("/flows/inne")).text
+            assert 'Messages answered</span><span class="big">1<' in fallback and "hits: 1" in fallback
+
+
+async def test_latest_votes_show_numbers_whole_to_operators_only(database_url: str, tmp_path: Path) -> None:
+    flows = write_flows(tmp_path / "flows", final=VOTE)
+    async with dashboard_service(database_url, flows_dir=str(flows)) as svc:
+        await _mo(svc, "GLOS A", "48600123456")
+        async with signed_in(svc, "vera", "viewer") as client:
+            page = (await client.get("/flows/final")).text
+            assert "48600***456" in page and "48600123456" not in page
+        async with signed_in(svc, "otto", "operator") as client:
+            page = (await client.get("/flows/final")).text
+            assert "48600123456" in page and "48600***456" not in page
