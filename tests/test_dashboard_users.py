@@ -18,6 +18,8 @@ PAGES = {
     "/flows": "viewer",
     "/flows/final": "viewer",
     "/flows/final/tally": "viewer",
+    "/draws": "viewer",
+    "/flows/final/draws/new": "operator",
     "/audit": "operator",
     "/users": "admin",
 }

@@ -24,6 +24,7 @@ from litestar.template.config import TemplateConfig
 from app.dashboard.audit import AuditController
 from app.dashboard.auth import CookieSessions, LoadUser, session_config
 from app.dashboard.contacts import ContactsController
+from app.dashboard.draws import DrawsController, FlowDrawsController
 from app.dashboard.errors import EXCEPTION_HANDLERS, error_page
 from app.dashboard.failures import FailuresController
 from app.dashboard.flows import FlowsController
@@ -63,6 +64,8 @@ def dashboard(settings: Settings) -> Dashboard:
             FlowsController,
             MessagesController,
             ContactsController,
+            DrawsController,
+            FlowDrawsController,
             AuditController,
             SimulatorController,
             FailuresController,

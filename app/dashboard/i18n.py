@@ -102,6 +102,13 @@ def when(value: datetime | None, locale: str, now: datetime | None = None) -> st
     return format_datetime(local, pattern, tzinfo=ZONE, locale=locale)
 
 
+def stamp(value: datetime | None, locale: str) -> str:
+    """Date and time in Warsaw, always with the date: for protocols that are printed and kept."""
+    if value is None:
+        return "–"
+    return format_datetime(value.astimezone(ZONE), "d MMMM y, HH:mm:ss", tzinfo=ZONE, locale=locale)
+
+
 def ago(value: datetime | None, locale: str, now: datetime | None = None) -> str:
     if value is None:
         return ""

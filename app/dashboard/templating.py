@@ -70,6 +70,11 @@ def _when(ctx: Context, value: datetime | None) -> str:
 
 
 @pass_context
+def _stamp(ctx: Context, value: datetime | None) -> str:
+    return i18n.stamp(value, _locale(ctx))
+
+
+@pass_context
 def _ago(ctx: Context, value: datetime | None) -> str:
     return i18n.ago(value, _locale(ctx))
 
@@ -107,7 +112,7 @@ def _configure(engine: JinjaTemplateEngine) -> None:
     env.autoescape = True  # the engine's default; stated here because nothing may turn it off
     env.add_extension("jinja2.ext.i18n")
     env.install_gettext_callables(_gettext, _ngettext, newstyle=True)  # type: ignore[attr-defined]
-    env.filters.update(number=_number, percent=_percent, when=_when, ago=_ago, phone=_phone)
+    env.filters.update(number=_number, percent=_percent, when=_when, stamp=_stamp, ago=_ago, phone=_phone)
     env.globals.update(
         current_locale=_current_locale,
         current_user=_user,

@@ -52,8 +52,16 @@ class DrawAlreadyMade(DrawError):
 
 
 async def run_draw(
-    engine: AsyncEngine, flow: LoadedFlow, req: DrawRequest, actor: str, key: str | None
+    engine: AsyncEngine,
+    flow: LoadedFlow,
+    req: DrawRequest,
+    actor: str,
+    key: str | None,
+    *,
+    client: str | None = None,
 ) -> DrawRecord:
+    """Draw and store the round; ``client`` (the address a dashboard request came from) goes on
+    its audit entry."""
     if req.new_round and not (req.reason and req.reason.strip()):
         raise DrawError('a further round needs a reason: --new-round --reason "why"')
     rule = make_rule(flow, req.per, req.since, req.until, req.exclude, key)
@@ -68,7 +76,7 @@ async def run_draw(
     draw_id = await _commit(engine, flow.id, round_, req, rule, seed, source, actor, committed_at)
     record = _draw(flow, round_, req, rule, found, seed, source, actor, committed_at)
     async with engine.begin() as conn:
-        await conn.run_sync(_store, draw_id, record, found)
+        await conn.run_sync(_store, draw_id, record, found, client)
     return record
 
 
@@ -173,7 +181,9 @@ def _draw(
     )
 
 
-def _store(conn: Connection, draw_id: int, record: DrawRecord, found: list[Entry]) -> None:
+def _store(
+    conn: Connection, draw_id: int, record: DrawRecord, found: list[Entry], client: str | None
+) -> None:
     phones = {e.id: e.phone for e in found}
     winners = {p.id for p in record.winners}
     rows = [
@@ -200,6 +210,7 @@ def _store(conn: Connection, draw_id: int, record: DrawRecord, found: list[Entry
             "winners": [p.id for p in record.winners],
             "reserves": [p.id for p in record.reserves],
         },
+        client=client,
     )
     conn.execute(
         update(Draw)
