@@ -67,11 +67,12 @@ bench: $(BIN)/.installed
 	$(BIN)/python bench/mo_ingest.py
 
 # The dashboard's texts: new strings from templates and app/dashboard into the catalogs (then
-# translate the empty msgstr lines; the service reads the .po files as they are).
+# translate the empty msgstr lines; the service reads the .po files as they are). The update keeps
+# the catalog header, where the Polish plural rule lives.
 messages: $(BIN)/.installed
 	@mkdir -p var
 	$(BIN)/pybabel extract -F babel.cfg -k N_ -k tr --no-location --sort-output --omit-header -o var/messages.pot .
-	$(BIN)/pybabel update -i var/messages.pot -d app/dashboard/locale --no-fuzzy-matching --no-location --omit-header
+	$(BIN)/pybabel update -i var/messages.pot -d app/dashboard/locale --no-fuzzy-matching --ignore-obsolete
 
 # The pictures in docs/screenshots, taken by the browser test in Debian's Chromium.
 screenshots: $(BIN)/.installed
