@@ -74,7 +74,8 @@ async def test_the_export_holds_exactly_what_the_filters_show(database_url: str)
 
 
 async def test_a_message_page_shows_what_is_stored_and_links_both_ways(database_url: str) -> None:
-    async with dashboard_service(database_url) as svc, signed_in(svc, "vera", "viewer") as client:
+    # An operator: the raw body holds the phone number, which viewers do not see.
+    async with dashboard_service(database_url) as svc, signed_in(svc, "olek", "operator") as client:
         await insert(
             svc, "outbox", [failed_send("48600000001", "x") | {"status": "sent", "text": HOSTILE[0]}]
         )
@@ -151,10 +152,13 @@ async def test_a_contact_shows_one_thread_and_an_operator_opts_it_out_and_in(dat
             assert "Opt out…" not in page.text  # a viewer reads only
             assert (await viewer.get(f"/contacts/{phone}/optout")).status_code == 403
             prefix = await viewer.get("/contacts", params={"phone": "486000"})
-            assert f'href="/contacts/{phone}"' in prefix.text
+            # A viewer finds the contact by the beginning of its number, and sees the rest masked.
+            assert "48600***001" in prefix.text and phone not in prefix.text
             thread = _csv((await viewer.get(f"/contacts/{phone}.csv")).text)
             assert [r[0] for r in thread[1:]] == ["out", "in"]
         async with signed_in(svc, "olek", "operator") as operator:
+            found = await operator.get("/contacts", params={"phone": "486000"})
+            assert f'href="/contacts/{phone}"' in found.text
             ask = await operator.get(f"/contacts/{phone}/optout", params={"set": "out"})
             assert "broadcasts and sends skip it" in ask.text
             assert await svc.scalar("SELECT opted_out_at FROM contacts") is None  # asking changes nothing
@@ -185,3 +189,22 @@ async def test_messages_and_contacts_need_a_sign_in(database_url: str) -> None:
         viewer.cookies.clear()
         for path in ("/messages/in", "/messages/in.csv", "/contacts/48600000001"):
             assert (await viewer.get(path)).status_code == 303
+
+
+async def test_a_viewer_reads_messages_with_numbers_masked_and_an_operator_whole(database_url: str) -> None:
+    async with dashboard_service(database_url) as svc:
+        await insert(svc, "inbound_messages", [inbound("GLOS A", sender="48600111222")])
+        await insert(svc, "outbox", [failed_send("48600333444", "Dziękujemy")])
+        sms_id = await svc.scalar("SELECT sms_id FROM inbound_messages")
+        out_id = await svc.scalar("SELECT id FROM outbox")
+        pages = ["/messages/in", f"/messages/in/{sms_id}", "/messages/out", f"/messages/out/{out_id}"]
+        async with signed_in(svc, "vera", "viewer") as viewer:
+            for page in pages:
+                html = (await viewer.get(page)).text
+                assert "48600111222" not in html and "48600333444" not in html, page
+            listed = (await viewer.get("/messages/in")).text
+            assert "48600***222" in listed and 'href="/contacts/' not in listed
+        async with signed_in(svc, "olek", "operator") as operator:
+            listed = (await operator.get("/messages/in")).text
+            assert 'href="/contacts/48600111222"' in listed
+            assert "48600333444" in (await operator.get(f"/messages/out/{out_id}")).text
