@@ -20,7 +20,7 @@ async def counts(service: Service) -> QueueCounts:
 
 async def test_an_empty_database_counts_zero_in_every_status(service: Service) -> None:
     found = await counts(service)
-    assert found.outbox == {"queued": 0, "sending": 0, "sent": 0, "failed": 0, "dry-run": 0}
+    assert found.outbox == {"queued": 0, "sending": 0, "sent": 0, "failed": 0, "dry-run": 0, "unknown": 0}
     assert found.quarantine == {"held": 0, "reingested": 0, "discarded": 0}
     assert (found.due, found.oldest_queued_at, found.failures) == (0, None, 0)
 
