@@ -24,6 +24,7 @@ from app.db.models import (
     InboundMessage,
     OutboxMessage,
     QuarantinedRequest,
+    ReplyAllowance,
     SendBackAction,
 )
 from app.errors import SmsflowsError
@@ -104,6 +105,11 @@ def forget(conn: Connection, phone: str, key: str | None, actor: str) -> Forgott
                 rows[model.__tablename__] = _swap(conn, model, column, phone, alias)
             rows["contacts"] = _contact(conn, phone, alias)
             rows["quarantine"] = _quarantine(conn, phone)
+            # The reply limits' rows only hold replies back for minutes or a day and nothing is
+            # counted from them, so they go rather than move to the pseudonym.
+            rows["reply_allowances"] = int(
+                conn.execute(delete(ReplyAllowance).where(ReplyAllowance.phone == phone)).rowcount
+            )
     except IntegrityError:
         raise ForgetError(
             f"{phone} was erased before and has new entries that clash with the old ones under its "
