@@ -76,9 +76,8 @@ def create_app(settings: Settings) -> Litestar:
             actions = ActionDeliverer(engine, settings) if settings.dispatcher else None
             if actions is not None:
                 await actions.start()
-            purger = ScheduledPurge(engine, settings) if settings.retention_purge_hours else None
-            if purger is not None:
-                await purger.start()
+            purger = ScheduledPurge(engine, settings)
+            await purger.start()
             app.state.dispatcher = dispatcher
             app.state.db_gate = gate = DatabaseGate(engine)
             app.state.engine, app.state.writer, app.state.flows = engine, writer, flows
@@ -92,8 +91,7 @@ def create_app(settings: Settings) -> Litestar:
                 yield
             finally:
                 await gate.stop()
-                if purger is not None:
-                    await purger.stop()
+                await purger.stop()
                 if actions is not None:
                     await actions.stop()
                 if dispatcher is not None:

@@ -19,6 +19,7 @@ from sqlalchemy.engine import make_url
 
 from app.db.engine import create_engine
 from app.outbox.actions import ActionDeliverer
+from app.outbox.dispatcher import Dispatcher
 from tests.conftest import _pg_dsn, free_port, make_settings
 
 
@@ -69,6 +70,45 @@ def test_json_log_format_covers_every_line_of_the_service(tmp_path: Path) -> Non
     assert refused[0]["level"] == "WARNING"
     assert refused[0]["message"].startswith("MO request refused: 127.0.0.1")
     assert set(refused[0]) == {"time", "level", "logger", "message"}
+
+
+@pytest.mark.postgres
+async def test_outbox_dispatcher_logs_a_database_outage_once_and_its_end(
+    pg_database: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = make_settings(pg_database)
+    name = make_url(pg_database).database
+    admin = await asyncpg.connect(_pg_dsn(pg_database).rsplit("/", 1)[0] + "/test")
+    engine = create_engine(settings)
+    dispatcher = Dispatcher(engine, settings, poll_interval=0.05)
+    caplog.set_level(logging.INFO, logger="smsflows.outbox")
+    try:
+        await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+        await admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", name)
+        await dispatcher.start()
+        for _ in range(600):  # several rounds fail: the loop keeps trying
+            if dispatcher.outage.failures >= 4:
+                break
+            await asyncio.sleep(0.05)
+        assert dispatcher.outage.failures >= 4
+        await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+        for _ in range(600):
+            if not dispatcher.outage.down:
+                break
+            await asyncio.sleep(0.05)
+        assert not dispatcher.outage.down
+    finally:
+        await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+        await admin.close()
+        await dispatcher.stop()
+        await engine.dispose()
+    records = [r for r in caplog.records if r.name == "smsflows.outbox"]
+    errors = [r for r in records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1, [r.getMessage() for r in errors]
+    assert errors[0].exc_info is None
+    assert "cannot reach the database" in errors[0].getMessage()
+    back = [r.getMessage() for r in records if "the database is back" in r.getMessage()]
+    assert len(back) == 1 and "failed tries" in back[0]
 
 
 @pytest.mark.postgres

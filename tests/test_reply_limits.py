@@ -177,3 +177,25 @@ async def test_a_join_past_the_cap_keeps_its_outcome_and_marks_the_reply(
         ((outcome, detail),) = await events(svc, "news")
         assert outcome == "joined" and "SMSFLOWS_REPLIES_PER_DAY" in detail["suppressed"]
         assert await svc.scalar("SELECT status FROM subscriptions WHERE phone = :p", p=PHONE) == "active"
+
+
+async def test_expired_allowances_are_pruned_and_running_ones_kept(database_url: str, tmp_path: Path) -> None:
+    from app.privacy.retention import purge
+
+    flows = write_flows(tmp_path / "flows", final=VOTE.replace("EXTRA", ""))
+    async with running(make_settings(database_url, flows_dir=str(flows))) as svc:
+        for phone in ("48600000001", "48600000002", "48600000003"):
+            await send_mo(svc, sender=phone, text="GLOS X")  # invalid: starts a quiet interval
+        assert len(await svc.rows("SELECT phone FROM reply_allowances")) == 6  # quiet + day, per phone
+        async with svc.engine.begin() as conn:
+            await conn.execute(
+                update(ReplyAllowance).where(ReplyAllowance.phone != "48600000003").values(until=PAST)
+            )
+        purged = await purge(svc.engine, svc.settings, by_age=False)
+        assert purged.reply_allowances == 4
+        assert "4 expired reply allowance(s)" in purged.summary()
+        left = await svc.rows("SELECT phone, scope FROM reply_allowances ORDER BY scope")
+        assert left == [("48600000003", "*day"), ("48600000003", "final")]
+        # The pruned phones behave as if their intervals were over: the next reply goes out.
+        await send_mo(svc, sender="48600000001", text="GLOS X")
+        assert (await replies(svc))[-1] == "Wyślij GLOS A lub GLOS B."

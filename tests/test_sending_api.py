@@ -236,6 +236,20 @@ def test_send_command_queues_a_message(cli_env: dict[str, str], database_url: st
     ]
 
 
+def test_send_command_takes_the_timeout_policy(cli_env: dict[str, str], database_url: str) -> None:
+    held = smsflows(cli_env, "send", "--to", PHONE, "--text", "Wynik", "--on-timeout", "hold")
+    assert held.exit_code == 0, held.output
+    default = smsflows(cli_env, "send", "--to", PHONE, "--text", "Wynik 2")
+    assert default.exit_code == 0, default.output
+    assert rows(database_url, "SELECT text, on_timeout FROM outbox ORDER BY id") == [
+        ("Wynik", "hold"),
+        ("Wynik 2", None),  # the setting decides when it is sent
+    ]
+    wrong = smsflows(cli_env, "send", "--to", PHONE, "--text", "x", "--on-timeout", "never")
+    assert wrong.exit_code == 2
+    assert "'never' is not one of 'retry', 'hold'" in wrong.output
+
+
 def test_send_command_explains_bad_input_without_a_traceback(cli_env: dict[str, str]) -> None:
     bad_json = smsflows(cli_env, "send", "--to", PHONE, "--text", "x", "--data", "{nope")
     assert bad_json.exit_code == 1

@@ -16,8 +16,21 @@ from app.cli.root import cli_settings, main
 @click.option("--tag", default=None, help="Answers go to the `reply` flow with this tag.")
 @click.option("--data", default=None, metavar="JSON", help="A JSON object kept with the message.")
 @click.option("--expires-at", default=None, metavar="TIME", help="Answers after TIME get `expired`.")
+@click.option(
+    "--on-timeout",
+    type=click.Choice(["retry", "hold"]),
+    default=None,
+    help="When Mobitex does not answer in time: send again, or hold it as `unknown` for an operator "
+    "(default SMSFLOWS_SEND_ON_TIMEOUT).",
+)
 def send(
-    to: str, text: str, tag: str | None, data: str | None, expires_at: str | None, idempotency_key: str | None
+    to: str,
+    text: str,
+    tag: str | None,
+    data: str | None,
+    expires_at: str | None,
+    idempotency_key: str | None,
+    on_timeout: str | None,
 ) -> None:
     """Queue one message, as POST /api/messages does; the outbox sends it.
 
@@ -31,7 +44,9 @@ def send(
     from app.cli.sending import new_message, run_send, send_note
 
     settings = cli_settings()
-    message = new_message(to, text, tag=tag, data=data, expires_at=expires_at, key=idempotency_key)
+    message = new_message(
+        to, text, tag=tag, data=data, expires_at=expires_at, key=idempotency_key, on_timeout=on_timeout
+    )
     queued = asyncio.run(run_send(settings, message))
     state = "queued" if queued.created else "already queued with this key"
     click.echo(f"message {queued.id} {state} (ext_id {queued.ext_id}); {send_note(settings)}")
@@ -50,6 +65,13 @@ def send(
 @click.option("--tag", default=None, help="Answers go to the `reply` flow with this tag.")
 @click.option("--data", default=None, metavar="JSON", help="A JSON object kept with the message.")
 @click.option("--expires-at", default=None, metavar="TIME", help="Answers after TIME get `expired`.")
+@click.option(
+    "--on-timeout",
+    type=click.Choice(["retry", "hold"]),
+    default=None,
+    help="When Mobitex does not answer in time: send again, or hold it as `unknown` for an operator "
+    "(default SMSFLOWS_SEND_ON_TIMEOUT).",
+)
 def broadcast(
     list_id: str,
     text: str,
@@ -58,6 +80,7 @@ def broadcast(
     expires_at: str | None,
     idempotency_key: str | None,
     dry_run: bool,
+    on_timeout: str | None,
 ) -> None:
     """Queue one message to every active member of subscription list LIST.
 
@@ -73,7 +96,9 @@ def broadcast(
     from app.flows.broadcast import run_broadcast
 
     settings = cli_settings()
-    message = new_message("", text, tag=tag, data=data, expires_at=expires_at, key=idempotency_key)
+    message = new_message(
+        "", text, tag=tag, data=data, expires_at=expires_at, key=idempotency_key, on_timeout=on_timeout
+    )
     with recipients_progress(f"broadcast to {list_id}") as show:
         report = asyncio.run(run_broadcast(settings, list_id, message, dry_run=dry_run, on_progress=show))
     click.echo(("Dry run: " if dry_run else "") + report.preview())

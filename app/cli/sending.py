@@ -25,11 +25,24 @@ def send_note(settings: Settings) -> str:
 
 
 def new_message(
-    to: str, text: str, *, tag: str | None, data: str | None, expires_at: str | None, key: str | None
+    to: str,
+    text: str,
+    *,
+    tag: str | None,
+    data: str | None,
+    expires_at: str | None,
+    key: str | None,
+    on_timeout: str | None = None,
 ) -> NewMessage:
     """The command's options as the message ``POST /api/messages`` would take; a time without an
     offset is Warsaw time, as in flow files."""
-    fields: dict[str, Any] = {"to": to, "text": text, "tag": tag, "idempotency_key": key}
+    fields: dict[str, Any] = {
+        "to": to,
+        "text": text,
+        "tag": tag,
+        "idempotency_key": key,
+        "on_timeout": on_timeout,
+    }
     if data is not None:
         try:
             fields["data"] = msgspec.json.decode(data)

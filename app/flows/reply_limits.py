@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Table, case
+from sqlalchemy import Connection, Table, case, delete, select, tuple_
 
 from app.db.dialect import insert_for
 from app.db.models import WARSAW, ReplyAllowance
@@ -151,3 +151,17 @@ def _day_upsert(dialect: str, rows: list[dict[str, Any]], now: datetime) -> Any:
             "count": case((over, stmt.excluded.count), else_=_TABLE.c.count + stmt.excluded.count),
         },
     ).returning(_TABLE.c.phone, _TABLE.c.count)
+
+
+def prune(conn: Connection, now: datetime, most: int = 2000) -> int:
+    """Delete up to ``most`` allowances whose interval or day is over; how many went.
+
+    An expired row decides exactly what a missing one does (the upserts above start it again),
+    so pruning changes no reply; it only stops the table from keeping every phone ever answered.
+    """
+    keys = conn.execute(select(_TABLE.c.phone, _TABLE.c.scope).where(_TABLE.c.until <= now).limit(most)).all()
+    if keys:
+        conn.execute(
+            delete(_TABLE).where(tuple_(_TABLE.c.phone, _TABLE.c.scope).in_([tuple(k) for k in keys]))
+        )
+    return len(keys)

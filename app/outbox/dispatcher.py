@@ -31,6 +31,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.db.models import utcnow
+from app.db.outage import Outage, is_outage
 from app.errors import GatewayNoAnswer, PermanentGatewayError, SettingsError, TransientGatewayError
 from app.mobitex.client import MobitexClient, SendResult, refused
 from app.mobitex.encoding import MessageTooLong, check_fits
@@ -132,6 +133,8 @@ class Dispatcher:
         self._wake = asyncio.Event()
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
+        # Sending picks up within ten polls of the database coming back, as it always did.
+        self.outage = Outage(log, "outbox", first_pause=poll_interval, max_pause=poll_interval * 10)
 
     def wake(self) -> None:
         """New messages are committed: look now instead of at the next poll."""
@@ -160,11 +163,12 @@ class Dispatcher:
             try:
                 await self._pump(until_idle=False, tally=Tick())
             except Exception as exc:  # neither an outage nor a bug in one round may stop all sending
-                if isinstance(exc, DBAPIError | OSError):
-                    log.error("outbox: cannot reach the database (%s); trying again shortly", exc)
+                if is_outage(exc):
+                    # Logged when it starts and when it ends, not once per try in between.
+                    await self._pause(self.outage.failed(exc))
                 else:
                     log.exception("outbox: a sending round failed; trying again shortly")
-                await self._pause(self._poll * 10)
+                    await self._pause(self._poll * 10)
 
     async def drain(self) -> Tick:
         """Send what is due (waiting out the rate limits), then return; for ``smsflows worker --once``.
@@ -215,6 +219,7 @@ class Dispatcher:
             return 0
         most = room if self.dry_run else self._limits.budget(room)
         claims = await claim(self._engine, self.worker, self._clock(), self._lease, most)
+        self.outage.recovered()
         if len(claims) < most:
             self._claim_after = time.monotonic() + self._poll  # the outbox is empty for now
         self._tally.claimed += len(claims)

@@ -1,5 +1,6 @@
 """Retention: raw request bodies, the quarantine and message texts older than a configured age
-are purged; results, entries and the event log's decisions stay.
+are purged; results, entries and the event log's decisions stay. Reply allowances whose interval
+is over (a phone number kept for nothing) go at every purge, whatever the ages.
 
 Purging goes in small batches, each its own transaction, so a large first purge never holds
 the database's write lock long enough to delay the MO path. Messages that may still be needed
@@ -10,7 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
 import msgspec
@@ -18,6 +21,7 @@ from sqlalchemy import Connection, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.db.models import InboundMessage, OutboxMessage, QuarantinedRequest, SendBackAction, utcnow
+from app.flows import reply_limits
 from app.privacy.forget import ERASED_PAYLOAD
 from app.settings import Settings
 
@@ -31,12 +35,14 @@ class Purged(msgspec.Struct, frozen=True):
     inbound_texts: int = 0
     outbox_texts: int = 0
     send_back_payloads: int = 0
+    reply_allowances: int = 0
 
     def summary(self) -> str:
         return (
             f"{self.raw_bodies} raw body(ies), {self.quarantine} quarantined request(s), "
             f"{self.inbound_texts} message text(s), {self.outbox_texts} sent text(s), "
-            f"{self.send_back_payloads} send-back payload(s) purged"
+            f"{self.send_back_payloads} send-back payload(s), "
+            f"{self.reply_allowances} expired reply allowance(s) purged"
         )
 
 
@@ -99,15 +105,20 @@ def _payloads(conn: Connection, before: datetime) -> int:
     return len(batch)
 
 
-async def purge(engine: AsyncEngine, settings: Settings, now: datetime | None = None) -> Purged:
-    """Purge what is older than SMSFLOWS_RETENTION_RAW_DAYS and SMSFLOWS_RETENTION_TEXT_DAYS."""
+async def purge(
+    engine: AsyncEngine, settings: Settings, now: datetime | None = None, *, by_age: bool = True
+) -> Purged:
+    """Purge what is older than SMSFLOWS_RETENTION_RAW_DAYS and SMSFLOWS_RETENTION_TEXT_DAYS (unless
+    ``by_age`` is false), and the expired reply allowances."""
     now = now or utcnow()
     counts: dict[str, int] = {}
-    steps = []
-    if settings.retention_raw_days is not None:
+    steps: list[tuple[str, Callable[[Connection, datetime], int], datetime]] = [
+        ("reply_allowances", functools.partial(reply_limits.prune, most=BATCH), now)
+    ]
+    if by_age and settings.retention_raw_days is not None:
         raw_before = now - timedelta(days=settings.retention_raw_days)
         steps += [("raw_bodies", _raw_bodies, raw_before), ("quarantine", _quarantine, raw_before)]
-    if settings.retention_text_days is not None:
+    if by_age and settings.retention_text_days is not None:
         text_before = now - timedelta(days=settings.retention_text_days)
         steps += [
             ("inbound_texts", _inbound_texts, text_before),
@@ -125,10 +136,15 @@ async def purge(engine: AsyncEngine, settings: Settings, now: datetime | None = 
 
 
 class ScheduledPurge:
-    """The service's own purge, every SMSFLOWS_RETENTION_PURGE_HOURS hours (first one at start)."""
+    """The service's own purge, every SMSFLOWS_RETENTION_PURGE_HOURS hours (first one at start).
+
+    Without that setting it still runs hourly, for the expired reply allowances alone.
+    """
 
     def __init__(self, engine: AsyncEngine, settings: Settings) -> None:
         self.engine, self.settings = engine, settings
+        self.by_age = bool(settings.retention_purge_hours)
+        self.hours = settings.retention_purge_hours or 1
         self.task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -143,10 +159,9 @@ class ScheduledPurge:
     async def _run(self) -> None:
         while True:
             try:
-                purged = await purge(self.engine, self.settings)
-                log.info("retention: %s", purged.summary())
+                purged = await purge(self.engine, self.settings, by_age=self.by_age)
+                if self.by_age:
+                    log.info("retention: %s", purged.summary())
             except Exception:  # a failed purge must not stop the service; the next one retries
-                log.exception(
-                    "retention purge failed; it runs again in %d hour(s)", self.settings.retention_purge_hours
-                )
-            await asyncio.sleep(self.settings.retention_purge_hours * 3600)
+                log.exception("retention purge failed; it runs again in %d hour(s)", self.hours)
+            await asyncio.sleep(self.hours * 3600)
