@@ -6,7 +6,7 @@ from typing import Annotated
 
 from litestar.params import PathParameter, QueryParameter
 
-MAX_ID = 2**63 - 1  # BIGINT on PostgreSQL, INTEGER on SQLite: a larger number names no row
+from app.db.models import MAX_ID
 
 RowId = Annotated[int, PathParameter(ge=1, le=MAX_ID, description=f"a row id, 1 to {MAX_ID}")]
 Limit = Annotated[int, QueryParameter(ge=1, le=1000, description="page size")]

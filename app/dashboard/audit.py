@@ -10,8 +10,8 @@ from litestar.params import FromQuery, QueryParameter
 from litestar.response import Template
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.api.params import MAX_ID
 from app.dashboard.auth import require
+from app.db.models import MAX_ID
 from app.reads.audit import audit_page
 
 # Bounded like the API's cursors: a larger number names no row, and is a 400, not a 500.
