@@ -125,8 +125,7 @@ class FailuresController(Controller):
             tr = i18n.translations(i18n.locale_of(request)).gettext
             error = tr("Not re-ingested: %(reason)s") % {"reason": str(exc)}
             return await _repair_page(db_engine, qid, data, error, False, 400)
-        except quarantine.NoSuchRequest as exc:
-            raise NotFoundException(str(exc)) from None
+        # No such request (404) or resolved already (409): the error page says which.
         entry = audit(db_session, request, "quarantine.reingest", str(qid), {"sms_id": sms_id})
         return await done_redirect(db_session, entry, "/failures")
 
@@ -134,10 +133,7 @@ class FailuresController(Controller):
     async def discard(
         self, request: Request[Any, Any, Any], db_session: NamedDependency[AsyncSession], qid: FromPath[int]
     ) -> Redirect:
-        try:
-            await quarantine.discard(db_session, qid)
-        except quarantine.NoSuchRequest as exc:
-            raise NotFoundException(str(exc)) from None
+        await quarantine.discard(db_session, qid)  # unknown: 404; resolved already: 409
         entry = audit(db_session, request, "quarantine.discard", str(qid))
         return await done_redirect(db_session, entry, "/failures")
 
