@@ -1,5 +1,6 @@
-"""The dashboard in a real browser (Debian's Chromium, driven by Playwright): sign in, watch a tally
-change without a reload, switch language, sign out; no JavaScript error on any page.
+"""The dashboard in a real browser (Debian's Chromium, driven by Playwright): sign in, vote from the
+simulator's phone and watch the tally change without a reload, read that phone's thread, export a
+list as CSV, repair a quarantined request, switch language, sign out; no JavaScript error on any page.
 
 Screenshots go to a temporary folder, or to the folder in SMSFLOWS_SCREENSHOTS (``make screenshots``
 sets docs/screenshots) to refresh the pictures in the docs.
@@ -7,18 +8,20 @@ sets docs/screenshots) to refresh the pictures in the docs.
 
 from __future__ import annotations
 
+import csv
 import os
 import random
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 
+import httpx
 import pytest
 from playwright.async_api import Browser, ConsoleMessage, Page, async_playwright, expect
 from sqlalchemy import insert
 
 from app.db.models import InboundMessage, OutboxMessage, utcnow
-from tests.conftest import Service, new_sms_id, write_flows
+from tests.conftest import Service, mo_form, new_sms_id, write_flows
 from tests.dashboard import PASSWORD, add_user, dashboard_service
 from tests.test_dashboard_pages import VOTE, _vote
 
@@ -92,7 +95,77 @@ def _watch_console(page: Page, errors: list[str]) -> None:
     page.on("pageerror", lambda exc: errors.append(f"{page.url}: {exc}"))
 
 
-async def test_sign_in_watch_the_tally_switch_language_and_sign_out(
+SIM_PHONE = "48600123456"
+THANKS_B = "Dziękujemy za głos na Bartek Wiśniewski."
+
+
+async def _vote_from_the_simulator(base: str, flow_page: Page, errors: list[str], shots: Path) -> None:
+    """A vote typed into the simulator's phone moves the tally on the flow page open beside it."""
+    tally = flow_page.locator("[data-live-target]")
+    await flow_page.evaluate("window.openSince = 'before the vote'")  # gone if the page reloads
+    phone = await flow_page.context.new_page()
+    _watch_console(phone, errors)
+    await phone.goto(base + "/simulator")
+    await expect(phone.locator("#phone h2")).to_contain_text(SIM_PHONE)
+    await phone.fill("#phone textarea[name=text]", "GLOS B")
+    await phone.get_by_role("button", name="Send from the phone").click()
+    chat = phone.locator("#chat")
+    await expect(chat.locator(".bubble.in")).to_contain_text("GLOS B")
+    await expect(chat.locator(".bubble.out")).to_contain_text(THANKS_B, timeout=10_000)
+    await phone.screenshot(path=shots / "simulator.png", full_page=True)
+    await phone.close()
+
+    await expect(tally).to_contain_text("4 · 50.0%", timeout=10_000)  # A and B, 4 votes each
+    await expect(tally.locator(".total")).to_contain_text("8")
+    assert await flow_page.evaluate("window.openSince") == "before the vote"
+
+
+async def _read_the_thread_and_export_it(base: str, page: Page, tmp_path: Path, shots: Path) -> None:
+    """The simulator's phone has a thread (its vote in, our thanks out), and the message list
+    filtered to it exports as CSV."""
+    await page.click("nav >> text=Contacts")
+    await page.fill("input[name=phone]", SIM_PHONE)
+    await page.get_by_role("button", name="Find").click()
+    await expect(page).to_have_url(f"{base}/contacts/{SIM_PHONE}")
+    await expect(page.locator(".chat .bubble.in")).to_contain_text("GLOS B")
+    await expect(page.locator(".chat .bubble.out")).to_contain_text(THANKS_B)
+    await page.screenshot(path=shots / "contact.png", full_page=True)
+
+    await page.get_by_role("link", name="Its messages in").click()
+    await expect(page.locator("tbody tr")).to_have_count(1)
+    async with page.expect_download() as download_info:
+        await page.get_by_role("link", name="Export CSV").click()
+    download = await download_info.value
+    assert download.suggested_filename == "messages-in.csv"
+    saved = tmp_path / "messages-in.csv"
+    await download.save_as(saved)
+    header, *rows = csv.reader(saved.read_text(encoding="utf-8-sig").splitlines())
+    assert header[:6] == ["id", "received_at", "sms_id", "sender", "number", "text"]
+    assert [(r[3], r[5], r[6], r[7]) for r in rows] == [(SIM_PHONE, "GLOS B", "processed", "final")]
+
+
+async def _repair_a_quarantined_request(svc: Service, page: Page, shots: Path) -> None:
+    """A request Mobitex sent with a sender that is no number waits in quarantine; corrected on
+    its page, it is stored as a message and goes through the flows."""
+    form = mo_form(sender="not-a-phone", text="GLOS A")
+    async with httpx.AsyncClient() as mobitex:
+        assert (await mobitex.post(svc.mo_url, data=form)).text.strip() == "OK quarantined"
+    await page.click("nav >> text=Failures")
+    held = page.locator("#quarantine tbody tr")
+    await expect(held).to_have_count(1)
+    await expect(held).to_contain_text("not-a-phone")
+    await held.get_by_role("link", name="Repair").click()
+    await page.fill("input[name=sender]", "48600777888")
+    await page.screenshot(path=shots / "quarantined.png", full_page=True)
+    await page.get_by_role("button", name="Re-ingest").click()
+    await expect(page.locator(".notice.ok")).to_contain_text(f"re-ingested as message {form['sms_id']}")
+    await expect(page.locator("#quarantine .empty")).to_be_visible()
+    await page.locator(".notice.ok").get_by_role("link", name="Open the message").click()
+    await expect(page.locator(".facts")).to_contain_text("48600777888")
+    await expect(page.locator(".facts")).to_contain_text("processed")
+
+
+async def test_sign_in_vote_from_the_simulator_read_export_repair_switch_language_and_sign_out(
     tmp_path: Path, browser: Browser, shots: Path
 ) -> None:
     flows = write_flows(tmp_path / "flows", final=VOTE)
@@ -127,9 +200,15 @@ async def test_sign_in_watch_the_tally_switch_language_and_sign_out(
         await expect(tally).to_contain_text("3 · 42.9%", timeout=10_000)
         await expect(tally).to_contain_text("4 · 57.1%")
         await page.screenshot(path=shots / "flow-vote.png", full_page=True)
+        await _vote_from_the_simulator(svc.base_url, page, errors, shots)
+        await _read_the_thread_and_export_it(svc.base_url, page, tmp_path, shots)
+        await _repair_a_quarantined_request(svc, page, shots)
 
         await page.click("nav >> text=Audit log")
-        await expect(page.locator("tbody tr").first).to_contain_text("session.login")
+        entries = page.locator("tbody tr")  # newest first: the repair, the simulator, the sign-in
+        await expect(entries.first).to_contain_text("quarantine.reingest")
+        await expect(entries.filter(has_text="simulator.send")).to_have_count(1)
+        await expect(entries.filter(has_text="session.login")).to_have_count(1)
         await page.screenshot(path=shots / "audit.png")
 
         await page.click("nav >> text=Users")

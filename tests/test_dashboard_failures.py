@@ -60,7 +60,7 @@ async def test_a_quarantined_request_is_repaired_re_ingested_and_answered(
                 f"/failures/quarantine/{qid}/reingest",
                 data={"_csrf_token": token, **fields, "sender": "600123456"},
             )
-            assert again.status_code == 400 and "already reingested" in again.text
+            assert again.status_code == 409 and "already reingested" in again.text
             audit = await svc.rows(
                 "SELECT actor, target, detail FROM audit_log WHERE action = 'quarantine.reingest'"
             )
@@ -149,3 +149,32 @@ async def test_only_operators_see_failures_and_actions_need_the_csrf_token(datab
             refused = await operator.post("/failures/requeue", data={"error": "status 202"})
             assert refused.status_code == 403
             assert await svc.scalar("SELECT status FROM outbox") == "failed"
+
+
+async def test_errors_answer_with_their_own_status_and_say_what_to_do(database_url: str) -> None:
+    async with dashboard_service(database_url) as svc:
+        async with httpx.AsyncClient() as mobitex:
+            await mobitex.post(svc.mo_url, data=mo_form(sender="nobody"))
+        qid = await svc.scalar("SELECT id FROM quarantine")
+        async with signed_in(svc, "olek", "operator") as client:
+            token = csrf_of((await client.get(f"/failures/quarantine/{qid}")).text)
+            for action in ("reingest", "discard"):
+                missing = await client.post(f"/failures/quarantine/999/{action}", data={"_csrf_token": token})
+                assert missing.status_code == 404, action
+                assert "no quarantined request 999" in missing.text
+                assert "Check the address, or start again from the overview." in missing.text
+            for page in ("/flows/nothing", "/messages/in/nosuchmessage", "/messages/out/999"):
+                unknown = await client.get(page)
+                assert unknown.status_code == 404 and "Page not found" in unknown.text, page
+            done = await client.post(f"/failures/quarantine/{qid}/discard", data={"_csrf_token": token})
+            assert done.status_code == 303
+            for action in ("reingest", "discard"):
+                again = await client.post(f"/failures/quarantine/{qid}/{action}", data={"_csrf_token": token})
+                assert again.status_code == 409, action
+                assert f"quarantined request {qid} is already discarded" in again.text
+                assert "That was done already, or changed meanwhile" in again.text
+                assert "Open the page again to see how things stand now." in again.text
+            client.cookies.set("smsflows_lang", "pl")
+            polish = await client.post(f"/failures/quarantine/{qid}/discard", data={"_csrf_token": token})
+            assert polish.status_code == 409
+            assert "To już zrobiono albo w międzyczasie się zmieniło" in polish.text

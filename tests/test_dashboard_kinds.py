@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import re
 import time
+from datetime import timedelta
 from pathlib import Path
 
+from app.db.models import utcnow
 from tests.conftest import send_mo, write_flows
-from tests.dashboard import dashboard_service, signed_in
+from tests.dashboard import dashboard_service, insert, signed_in
 from tests.test_dashboard_pages import VOTE
 
 FLOWS_DIR = Path(__file__).parents[1] / "flows"
@@ -114,6 +117,49 @@ async def test_subscription_page_shows_members_and_joins_and_leaves_over_time(
             assert "48600***001" in text and "48600***002" in text and "48600***003" not in text
             assert "Joins and leaves of the list per hour" in text
             assert "joins: 3" in text and "leaves: 1" in text  # the legend carries the sums
+
+
+async def test_a_lists_members_come_a_page_at_a_time_longest_first(database_url: str, tmp_path: Path) -> None:
+    base = utcnow().replace(microsecond=0) - timedelta(days=3)
+    # Seven members join in each second, the latest numbers first: pages break inside a second.
+    joined = {f"486000{i:05d}": base + timedelta(seconds=(119 - i) // 7) for i in range(120)}
+    row = {"list_id": "nowosci", "flow_id": "nowosci", "flow_hash": "x", "requested_at": base}
+    rows = [row | {"phone": p, "status": "active", "confirmed_at": at} for p, at in joined.items()]
+    rows += [row | {"phone": "48601000001", "status": "pending", "confirmed_at": None}]
+    rows += [row | {"phone": "48601000002", "status": "left", "confirmed_at": base}]
+    rows += [row | {"phone": "48601000003", "status": "active", "confirmed_at": base}]
+    expected = sorted(joined, key=lambda p: (joined[p], p))
+
+    def shown(html: str) -> list[str]:
+        return re.findall(r'<tr><td class="nowrap">(\d+)</td>', html)
+
+    def link(html: str, name: str) -> str | None:
+        found = re.search(rf'href="/flows/nowosci\?{name}=([^"]+)"', html)
+        return found.group(1) if found else None
+
+    async with dashboard_service(database_url, flows_dir=str(_all_kinds(tmp_path))) as svc:
+        await insert(svc, "subscriptions", rows)
+        await insert(svc, "contacts", [{"phone": "48601000003", "first_seen": base, "last_seen": base,
+                                        "messages": 1, "opted_out_at": base}])  # fmt: skip
+        async with signed_in(svc, "olek", "operator") as client:
+            first = (await client.get("/flows/nowosci")).text
+            assert "120 reachable member(s)" in first
+            assert shown(first) == expected[:50] and link(first, "earlier") is None
+            later = link(first, "later")
+            assert later is not None and re.fullmatch(r"\d+\.\d+", later)  # a position, no number
+            second = (await client.get(f"/flows/nowosci?later={later}")).text
+            assert shown(second) == expected[50:100]
+            third = (await client.get(f"/flows/nowosci?later={link(second, 'later')}")).text
+            assert shown(third) == expected[100:] and link(third, "later") is None
+            back = (await client.get(f"/flows/nowosci?earlier={link(third, 'earlier')}")).text
+            assert shown(back) == expected[50:100] and link(back, "later") == link(second, "later")
+            start = (await client.get(f"/flows/nowosci?earlier={link(back, 'earlier')}")).text
+            assert shown(start) == expected[:50] and link(start, "earlier") is None
+            wrong = await client.get("/flows/nowosci?later=yesterday")
+            assert wrong.status_code == 400 and "is not a position in a member list" in wrong.text
+        async with signed_in(svc, "vera", "viewer") as viewer:
+            masked = (await viewer.get("/flows/nowosci")).text
+            assert f"{expected[0][:5]}***{expected[0][-3:]}" in masked and expected[0] not in masked
 
 
 async def test_survey_page_shows_the_funnel_and_each_steps_answers(database_url: str, tmp_path: Path) -> None:

@@ -7,7 +7,9 @@ import csv
 import io
 from datetime import timedelta
 
+from app.dashboard.auth import SignedIn
 from app.dashboard.exports import cell
+from app.dashboard.phones import shown_phone
 from app.db.models import utcnow
 from tests.dashboard import csrf_of, dashboard_service, failed_send, inbound, insert, signed_in
 
@@ -25,6 +27,15 @@ def test_cells_that_would_start_a_formula_are_neutralised() -> None:
         "'=1+1", "'@SUM(A1)", "'\tx", "'\rx", "'-1+2", "ok", "+48600123456", "-2"
     ]  # fmt: skip
     assert cell(-5) == -5 and cell(None) == ""
+
+
+def test_a_viewer_reads_numbers_masked_and_an_erased_one_as_erased() -> None:
+    viewer, operator = SignedIn(1, "vera", "viewer"), SignedIn(2, "olek", "operator")
+    assert shown_phone(viewer, "48600123456") == "48600***456"
+    assert shown_phone(viewer, "p0123456789abcdef") == "(erased)"  # a pseudonym names nobody
+    assert shown_phone(None, "48600123456") == "48600***456"
+    assert shown_phone(operator, "48600123456") == "48600123456"
+    assert shown_phone(operator, None) == shown_phone(viewer, "") == ""
 
 
 async def test_filters_are_in_the_address_and_pages_go_older_and_newer(database_url: str) -> None:
@@ -67,7 +78,7 @@ async def test_the_export_holds_exactly_what_the_filters_show(database_url: str)
         table = _csv(export.text)
         assert table[0][:4] == ["id", "received_at", "sms_id", "sender"]
         assert len(table) == 1 + 2101  # three pages of the read, every row once
-        assert {r[3] for r in table[1:]} == {"48600000001"}
+        assert {r[3] for r in table[1:]} == {"48600***001"}  # a viewer's export, masked as the page
         assert table[1][5] == '\'=HYPERLINK("http://x")'  # newest first, and neutralised
         out = await client.get("/messages/out.csv")
         assert _csv(out.text) == [list(_csv(out.text)[0])]  # only the header: nothing sent
@@ -208,3 +219,28 @@ async def test_a_viewer_reads_messages_with_numbers_masked_and_an_operator_whole
             listed = (await operator.get("/messages/in")).text
             assert 'href="/contacts/48600111222"' in listed
             assert "48600333444" in (await operator.get(f"/messages/out/{out_id}")).text
+
+
+async def test_exports_mask_numbers_for_a_viewer_as_the_pages_do_and_show_them_whole_to_others(
+    database_url: str,
+) -> None:
+    async with dashboard_service(database_url) as svc:
+        await insert(svc, "inbound_messages", [inbound("GLOS A", sender="48600111222")])
+        await insert(svc, "outbox", [failed_send("48600333444", "Dziękujemy")])
+        for name, role, sender, to in (
+            ("vera", "viewer", "48600***222", "48600***444"),
+            ("olek", "operator", "48600111222", "48600333444"),
+            ("ada", "admin", "48600111222", "48600333444"),
+        ):
+            async with signed_in(svc, name, role) as client:
+                listed = (await client.get("/messages/in")).text
+                assert sender in listed, role  # the page and its export agree
+                # Only the phone's number is masked; ours (the short code) reads whole.
+                received = dict(zip(*_csv((await client.get("/messages/in.csv")).text), strict=True))
+                assert (received["sender"], received["number"]) == (sender, "70120"), role
+                sent = dict(zip(*_csv((await client.get("/messages/out.csv")).text), strict=True))
+                assert (sent["to_number"], sent["from_number"]) == (to, "70120"), role
+                thread = (await client.get("/contacts/48600111222.csv")).text
+                assert "GLOS A" in thread and "48600111222" not in thread, role
+                quarantine = await client.get("/failures/quarantine.csv")
+                assert quarantine.status_code == (403 if role == "viewer" else 200), role

@@ -16,7 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from app.dashboard.actions import audit, done_of, done_redirect
-from app.dashboard.auth import require
+from app.dashboard.auth import current_user, require
 from app.dashboard.exports import csv_stream
 from app.db.models import Contact, utcnow
 from app.flows.kinds.optout import set_opted_out
@@ -66,7 +66,7 @@ class ContactsController(Controller):
         done: FromQuery[int | None] = None,
     ) -> Template | Stream:
         if phone.endswith(".csv"):
-            return await _thread_csv(db_engine, phone.removesuffix(".csv"))
+            return await _thread_csv(request, db_engine, phone.removesuffix(".csv"))
         async with db_engine.connect() as conn:
             history = await conn.run_sync(lambda c: contact_history(c, normalise_number(phone), limit=THREAD))
         return Template(
@@ -97,8 +97,9 @@ class ContactsController(Controller):
         return await done_redirect(db_session, entry, f"/contacts/{number}")
 
 
-async def _thread_csv(engine: AsyncEngine, phone: str) -> Stream:
-    """The contact's thread as CSV: every message in and out, newest first."""
+async def _thread_csv(request: Request[Any, Any, Any], engine: AsyncEngine, phone: str) -> Stream:
+    """The contact's thread as CSV: every message in and out, newest first (no column holds
+    the number: it is the contact's own)."""
     number = normalise_number(phone)
 
     async def rows() -> Any:
@@ -108,4 +109,4 @@ async def _thread_csv(engine: AsyncEngine, phone: str) -> Stream:
         for entry in history.thread:
             yield [getattr(entry, name) for name in THREAD_COLUMNS]
 
-    return csv_stream(f"contact-{number}.csv", THREAD_COLUMNS, rows())
+    return csv_stream(f"contact-{number}.csv", THREAD_COLUMNS, rows(), reader=current_user(request))

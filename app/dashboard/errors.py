@@ -16,7 +16,7 @@ from litestar.status_codes import HTTP_303_SEE_OTHER, HTTP_500_INTERNAL_SERVER_E
 from app.dashboard import i18n
 from app.dashboard.auth import LoginRequired
 from app.dashboard.i18n import N_
-from app.errors import DatabaseUnavailable, SmsflowsError
+from app.errors import SmsflowsError
 
 log = logging.getLogger("smsflows.dashboard")
 
@@ -27,7 +27,10 @@ NEXT_STEPS = {
     403: N_("Go back to the overview, or ask an admin for a role that may do this."),
     404: N_("Check the address, or start again from the overview."),
     405: N_("Start again from the overview."),
+    409: N_("Open the page again to see how things stand now."),
+    422: N_("Change what the message names and try again."),
     429: N_("Wait a few minutes and try again."),
+    502: N_("Check the gateway and the account, then try again."),
     503: N_("Try again in a minute; if it keeps happening, check the service's log."),
 }
 TITLES = {
@@ -36,8 +39,11 @@ TITLES = {
     403: N_("Not allowed"),
     404: N_("Page not found"),
     405: N_("Not allowed here"),
+    409: N_("That was done already, or changed meanwhile"),
+    422: N_("That cannot be done as given"),
     429: N_("Too many attempts"),
     500: N_("Something went wrong on our side"),
+    502: N_("The gateway did not take it"),
     503: N_("Not available right now"),
 }
 
@@ -86,8 +92,11 @@ def on_http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Respon
 
 
 def on_domain_error(request: Request[Any, Any, Any], exc: SmsflowsError) -> Response[Any]:
-    status = 503 if isinstance(exc, DatabaseUnavailable) else 400
-    return error_page(request, status, str(exc))  # the domain's own words, in English
+    """The status the error carries (404 for what does not exist, 409 for a conflict...), as the
+    API answers it, with the domain's own words (in English)."""
+    if exc.status_code >= 500:
+        log.warning("dashboard page %s: %s", request.url.path, exc)
+    return error_page(request, exc.status_code, str(exc))
 
 
 def on_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:

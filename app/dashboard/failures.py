@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from app.dashboard import i18n
 from app.dashboard.actions import audit, done_of, done_redirect
-from app.dashboard.auth import require
+from app.dashboard.auth import current_user, require
 from app.dashboard.exports import csv_stream, pages_of
 from app.dashboard.i18n import N_
 from app.db.models import InboundMessage
@@ -85,14 +85,17 @@ class FailuresController(Controller):
         )
 
     @get("/quarantine.csv", name="quarantine-export")
-    async def quarantine_csv(self, db_engine: NamedDependency[AsyncEngine]) -> Stream:
-        """Every held request, newest first, with its raw body as text."""
+    async def quarantine_csv(
+        self, request: Request[Any, Any, Any], db_engine: NamedDependency[AsyncEngine]
+    ) -> Stream:
+        """Every held request, newest first, with its raw body as text (for operators: it holds
+        the number)."""
         rows = pages_of(
             db_engine,
             lambda c, cursor: list_quarantine(c, status="held", limit=1000, before=cursor),
             QUARANTINE_COLUMNS,
         )
-        return csv_stream("quarantine.csv", QUARANTINE_COLUMNS, rows)
+        return csv_stream("quarantine.csv", QUARANTINE_COLUMNS, rows, reader=current_user(request))
 
     @get("/quarantine/{qid:int}", name="quarantined")
     async def held(
@@ -122,8 +125,7 @@ class FailuresController(Controller):
             tr = i18n.translations(i18n.locale_of(request)).gettext
             error = tr("Not re-ingested: %(reason)s") % {"reason": str(exc)}
             return await _repair_page(db_engine, qid, data, error, False, 400)
-        except quarantine.NoSuchRequest as exc:
-            raise NotFoundException(str(exc)) from None
+        # No such request (404) or resolved already (409): the error page says which.
         entry = audit(db_session, request, "quarantine.reingest", str(qid), {"sms_id": sms_id})
         return await done_redirect(db_session, entry, "/failures")
 
@@ -131,10 +133,7 @@ class FailuresController(Controller):
     async def discard(
         self, request: Request[Any, Any, Any], db_session: NamedDependency[AsyncSession], qid: FromPath[int]
     ) -> Redirect:
-        try:
-            await quarantine.discard(db_session, qid)
-        except quarantine.NoSuchRequest as exc:
-            raise NotFoundException(str(exc)) from None
+        await quarantine.discard(db_session, qid)  # unknown: 404; resolved already: 409
         entry = audit(db_session, request, "quarantine.discard", str(qid))
         return await done_redirect(db_session, entry, "/failures")
 

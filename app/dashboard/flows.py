@@ -8,7 +8,7 @@ from typing import Any
 from litestar import Controller, Request, get
 from litestar.di import NamedDependency
 from litestar.exceptions import NotFoundException
-from litestar.params import FromPath
+from litestar.params import FromPath, FromQuery
 from litestar.response import ServerSentEvent, ServerSentEventMessage, Template
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -17,13 +17,17 @@ from app.dashboard.counting import MinuteCounter
 from app.dashboard.live import hub_of
 from app.db.flow_models import Vote
 from app.db.models import utcnow
+from app.flows.kinds.subscription import SubscriptionFlow
 from app.flows.live import LiveFlows
 from app.flows.loader import LoadedFlow
 from app.reads.flow_log import flow_log
+from app.reads.members import list_members
 from app.reads.overview import overview
 from app.reads.results import flow_activity, kind_results
 from app.reads.series import PerMinute, unindexed, window
 from app.reads.tally import latest_votes
+
+MEMBERS = 50  # a list's members on one page
 
 
 def _flow(request: Request[Any, Any, Any], flow_id: str) -> LoadedFlow:
@@ -53,8 +57,14 @@ class FlowsController(Controller):
 
     @get("/{flow_id:str}", name="flow")
     async def page(
-        self, request: Request[Any, Any, Any], db_engine: NamedDependency[AsyncEngine], flow_id: FromPath[str]
+        self,
+        request: Request[Any, Any, Any],
+        db_engine: NamedDependency[AsyncEngine],
+        flow_id: FromPath[str],
+        later: FromQuery[str | None] = None,
+        earlier: FromQuery[str | None] = None,
     ) -> Template:
+        """``later`` / ``earlier``: a list's members from a position on, or those before it."""
         flow = _flow(request, flow_id)
         now = utcnow()
         context: dict[str, Any] = {"flow": flow, "now": now, "source": _source(flow)}
@@ -63,7 +73,14 @@ class FlowsController(Controller):
             if flow.kind == "vote":
                 context["latest"] = await conn.run_sync(lambda c: latest_votes(c, flow.id))
             else:
-                context["results"] = await conn.run_sync(lambda c: kind_results(c, flow.definition))
+                context["results"] = await conn.run_sync(
+                    lambda c: kind_results(c, flow.definition, members=False)
+                )
+                if isinstance(flow.definition, SubscriptionFlow):
+                    list_id = flow.definition.list_id
+                    context["members"] = await conn.run_sync(
+                        lambda c: list_members(c, list_id, limit=MEMBERS, start=later, before=earlier)
+                    )
                 context["activity"] = await conn.run_sync(lambda c: flow_activity(c, flow, now))
         if flow.kind == "vote":
             hub = hub_of(request)

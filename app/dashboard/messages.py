@@ -16,7 +16,7 @@ from litestar.response import Redirect, Stream, Template
 from litestar.status_codes import HTTP_303_SEE_OTHER
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.dashboard.auth import require
+from app.dashboard.auth import current_user, require
 from app.dashboard.exports import csv_stream, pages_of
 from app.dashboard.i18n import N_
 from app.db.models import INBOUND_STATUSES, OUTBOX_STATUSES
@@ -101,7 +101,7 @@ class MessagesController(Controller):
         direction = request.url.path.rsplit("/", 1)[-1]
         f = _filters(number, text, flow, status, since, until)
         if direction.endswith(".csv"):
-            return self._export(db_engine, direction.removesuffix(".csv"), f)
+            return self._export(request, db_engine, direction.removesuffix(".csv"), f)
         args = f.read_args(direction)
         reader = list_inbound if direction == "in" else list_outbox
         async with db_engine.connect() as conn:
@@ -118,12 +118,17 @@ class MessagesController(Controller):
             },
         )
 
-    def _export(self, engine: AsyncEngine, direction: str, f: Filters) -> Stream:
+    def _export(
+        self, request: Request[Any, Any, Any], engine: AsyncEngine, direction: str, f: Filters
+    ) -> Stream:
         args = f.read_args(direction)
         reader = list_inbound if direction == "in" else list_outbox
         columns = IN_COLUMNS if direction == "in" else OUT_COLUMNS
         rows = pages_of(engine, lambda c, cursor: reader(c, limit=1000, before=cursor, **args), columns)
-        return csv_stream(f"messages-{direction}.csv", columns, rows)
+        phones = ("sender",) if direction == "in" else ("to_number",)
+        return csv_stream(
+            f"messages-{direction}.csv", columns, rows, reader=current_user(request), phones=phones
+        )
 
     @get("/in/{sms_id:str}", name="message-in")
     async def inbound(self, db_engine: NamedDependency[AsyncEngine], sms_id: FromPath[str]) -> Template:

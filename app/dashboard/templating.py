@@ -15,7 +15,7 @@ from litestar.template.config import TemplateConfig
 import app
 from app.dashboard import i18n
 from app.dashboard.i18n import N_
-from app.reads.tally import mask
+from app.dashboard.phones import shown_phone
 from app.settings import Settings
 
 STATIC = Path(__file__).with_name("static")
@@ -82,10 +82,7 @@ def _ago(ctx: Context, value: datetime | None) -> str:
 @pass_context
 def _phone(ctx: Context, phone: str | None) -> str:
     """A number whole for operators and admins, masked for viewers (who only read results)."""
-    if not phone:
-        return ""
-    user = _user(ctx)
-    return phone if user is not None and user.may("operator") else mask(phone)
+    return shown_phone(_user(ctx), phone)
 
 
 @pass_context

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any, Literal, TypeVar
 
 import msgspec
-from sqlalchemy import ColumnElement, Connection, literal, select, union_all
+from sqlalchemy import ColumnElement, Connection, literal, or_, select, union_all
 
 from app.db.flow_models import Redemption, Subscription, SurveyAnswer, Vote
 from app.db.models import Contact, InboundMessage, OutboxMessage
@@ -85,9 +85,10 @@ def _rows(conn: Connection, type_: type[S], model: Any, *where: ColumnElement[bo
     return [msgspec.convert(row._mapping, type_) for row in rows]
 
 
-def contact_history(conn: Connection, phone: str, *, limit: int = 100) -> ContactHistory:
-    """The history of ``phone`` (normalised, as stored: ``48600123456``)."""
-    contact = conn.execute(select(Contact).where(Contact.phone == phone)).first()
+def thread(conn: Connection, phone: str, *, number: str | None = None, limit: int) -> list[ThreadEntry]:
+    """The latest ``limit`` messages of ``phone``, newest first. With ``number``, only its exchange
+    with that number of ours: what it sent there, and what we sent it from there (or from the
+    account's own sender, which carries no number)."""
     i, o = InboundMessage, OutboxMessage
     inbound = select(
         literal("in").label("direction"),
@@ -107,18 +108,27 @@ def contact_history(conn: Connection, phone: str, *, limit: int = 100) -> Contac
         o.flow_id,
         literal(None).label("sms_id"),
     ).where(o.to_number == phone)
+    if number is not None:
+        inbound = inbound.where(i.number == number)
+        outbound = outbound.where(or_(o.from_number == number, o.from_number.is_(None)))
     both = union_all(inbound, outbound).subquery()
-    rows = conn.execute(select(both).order_by(both.c.at.desc(), both.c.id.desc()).limit(limit + 1)).all()
-    thread = [msgspec.convert(r._mapping, ThreadEntry) for r in rows[:limit]]
+    rows = conn.execute(select(both).order_by(both.c.at.desc(), both.c.id.desc()).limit(limit)).all()
+    return [msgspec.convert(r._mapping, ThreadEntry) for r in rows]
+
+
+def contact_history(conn: Connection, phone: str, *, limit: int = 100) -> ContactHistory:
+    """The history of ``phone`` (normalised, as stored: ``48600123456``)."""
+    contact = conn.execute(select(Contact).where(Contact.phone == phone)).first()
+    latest = thread(conn, phone, limit=limit + 1)  # one more: are there older ones?
     return ContactHistory(
         phone=phone,
-        known=contact is not None or bool(thread),
+        known=contact is not None or bool(latest),
         first_seen=contact.first_seen if contact else None,
         last_seen=contact.last_seen if contact else None,
         messages=contact.messages if contact else 0,
         opted_out_at=contact.opted_out_at if contact else None,
-        thread=thread,
-        more=len(rows) > limit,
+        thread=latest[:limit],
+        more=len(latest) > limit,
         subscriptions=_rows(conn, SubscriptionEntry, Subscription, Subscription.phone == phone),
         votes=_rows(conn, VoteEntry, Vote, Vote.sender == phone),
         redemptions=_rows(conn, RedemptionEntry, Redemption, Redemption.sender == phone),

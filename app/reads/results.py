@@ -63,7 +63,7 @@ class Subscriber(msgspec.Struct, frozen=True):
 class SubscriptionResults(msgspec.Struct, frozen=True):
     list_id: str = msgspec.field(name="list")
     counts: dict[str, int]  # members by status: pending, active, left
-    subscribers: list[Subscriber]  # active and not under STOP, longest first
+    subscribers: list[Subscriber]  # active and not under STOP, longest first (unless left out)
 
 
 class ValueCount(msgspec.Struct, frozen=True):
@@ -148,8 +148,12 @@ def flow_results(conn: Connection, flow: LoadedFlow) -> FlowResults:
     )
 
 
-def kind_results(conn: Connection, definition: Flow) -> KindResults:
-    """What the flow's kind counts: a vote's tally, a contest's entries, a list's members..."""
+def kind_results(conn: Connection, definition: Flow, *, members: bool = True) -> KindResults:
+    """What the flow's kind counts: a vote's tally, a contest's entries, a list's members...
+    ``members=False`` counts a list's members without listing them (pages read them a page at a
+    time, ``app.reads.members``)."""
+    if isinstance(definition, SubscriptionFlow):
+        return _subscription(conn, definition, members)
     for kind, read in _READERS:
         if isinstance(definition, kind):
             return read(conn, definition)
@@ -190,8 +194,7 @@ def _code(conn: Connection, flow: Any) -> CodeResults:
     )
 
 
-def _subscription(conn: Connection, flow: Any) -> SubscriptionResults:
-    assert isinstance(flow, SubscriptionFlow)
+def _subscription(conn: Connection, flow: SubscriptionFlow, members: bool) -> SubscriptionResults:
     counts = dict(
         conn.execute(
             select(Subscription.status, func.count())
@@ -199,11 +202,15 @@ def _subscription(conn: Connection, flow: Any) -> SubscriptionResults:
             .group_by(Subscription.status)
         ).all()
     )
-    active = conn.execute(
-        subscription.reachable(flow.list_id)
-        .add_columns(Subscription.confirmed_at)
-        .order_by(Subscription.confirmed_at)
-    ).all()
+    active = (
+        conn.execute(
+            subscription.reachable(flow.list_id)
+            .add_columns(Subscription.confirmed_at)
+            .order_by(Subscription.confirmed_at)
+        ).all()
+        if members
+        else []
+    )
     return SubscriptionResults(
         flow.list_id,
         counts={s: int(counts.get(s, 0)) for s in subscription.STATUSES},
@@ -283,7 +290,6 @@ def _fallback(conn: Connection, flow: Any) -> FallbackResults:
 _READERS: tuple[tuple[type[Flow], Callable[[Connection, Any], KindResults]], ...] = (
     (VoteFlow, _vote),
     (CodeFlow, _code),
-    (SubscriptionFlow, _subscription),
     (SurveyFlow, _survey),
     (OptoutFlow, _optout),
     (ReplyFlow, _reply),

@@ -67,11 +67,6 @@ def make_tally(
     )
 
 
-def mask(phone: str) -> str:
-    """48600***456: enough to tell voters apart on a shared screen, not to call them."""
-    return phone if len(phone) < 7 else f"{phone[:5]}***{phone[-3:]}"
-
-
 def latest_votes(conn: Connection, flow_id: str, limit: int = 10, recent: int = 50_000) -> list[LatestVote]:
     """The newest votes: looked for among the ``recent`` newest rows first (by key, fast on a
     busy flow), then through the flow's index (a quiet flow among busy ones)."""
