@@ -13,16 +13,14 @@ from litestar.response import ServerSentEvent, ServerSentEventMessage, Template
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.dashboard.auth import require
-from app.dashboard.counting import MinuteCounter
 from app.dashboard.live import hub_of
-from app.db.flow_models import Vote
 from app.db.models import utcnow
 from app.flows.live import LiveFlows
 from app.flows.loader import LoadedFlow
 from app.reads.flow_log import flow_log
-from app.reads.overview import overview
+from app.reads.overview import flow_states
 from app.reads.results import flow_activity, kind_results
-from app.reads.series import PerMinute, unindexed, window
+from app.reads.series import PerMinute, window
 from app.reads.tally import latest_votes
 
 
@@ -48,8 +46,8 @@ class FlowsController(Controller):
         figures = {f.id: (await hub.snapshot(f)).total for f in flows if f.kind == "vote"}
         now = utcnow()
         async with db_engine.connect() as conn:
-            summary = await conn.run_sync(lambda c: overview(c, flows, now, figures))
-        return Template(template_name="flows.html", context={"flows": summary.flows})
+            states = await conn.run_sync(lambda c: flow_states(c, flows, now, figures))
+        return Template(template_name="flows.html", context={"flows": states})
 
     @get("/{flow_id:str}", name="flow")
     async def page(
@@ -69,13 +67,8 @@ class FlowsController(Controller):
             hub = hub_of(request)
             context["tally"] = await hub.snapshot(flow)
             start, minutes = window(now, hours=1)
-            votes = hub.minute_counter(
-                f"votes {flow.id}",
-                lambda: MinuteCounter(Vote.id, Vote.created_at, unindexed(Vote.flow_id) == flow.id),
-            )
-            context["per_minute"] = PerMinute(
-                start, minutes, await votes.series(db_engine, start, minutes), []
-            )
+            votes = await hub.votes_per_minute(flow).series(db_engine, start, minutes)
+            context["per_minute"] = PerMinute(start, minutes, votes, [])
         return Template(template_name="flow.html", context=context)
 
     @get("/{flow_id:str}/tally", name="flow-tally")
