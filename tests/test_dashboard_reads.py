@@ -17,7 +17,7 @@ from app.db.migrate import upgrade
 from app.db.models import InboundMessage
 from app.flows.loader import load_dir
 from app.reads.series import first_id_since, per_minute
-from app.reads.tally import count_votes, latest_votes
+from app.reads.tally import count_votes, latest_votes, make_tally
 from tests.conftest import make_settings, new_sms_id, write_flows
 from tests.test_dashboard_pages import VOTE
 
@@ -194,3 +194,18 @@ async def test_minute_counts_add_new_rows_and_a_recount_finds_a_late_one(databas
     assert sum(first.values()) == 2 and min(first) >= start
     assert sum(added.values()) == 3  # the new row above the last id; id 5 committed late is not seen
     assert sum(recounted.values()) == 4 and recounted[now.replace(second=0, microsecond=0)] == 3
+
+
+def test_a_tally_is_rendered_once_per_language_for_all_its_viewers() -> None:
+    hub = TallyHub(None)  # type: ignore[arg-type]  # no counting here
+    tally = make_tally("final", ["A"], {}, {"A": 1}, 1, NOW)
+    made: list[str] = []
+
+    def render(language: str):  # type: ignore[no-untyped-def]
+        return lambda t: made.append(language) or f"{language}:{t.total}"
+
+    shown = [hub.fragment(tally, lang, render(lang)) for lang in ("en", "en", "pl", "en")]
+    newer = make_tally("final", ["A"], {}, {"A": 2}, 2, NOW)
+    shown.append(hub.fragment(newer, "en", render("en")))
+    assert shown == ["en:1", "en:1", "pl:1", "en:1", "en:2"]
+    assert made == ["en", "pl", "en"]  # once per tally and language, however many viewers

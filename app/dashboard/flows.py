@@ -13,6 +13,7 @@ from litestar.response import ServerSentEvent, ServerSentEventMessage, Template
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.dashboard.auth import require
+from app.dashboard.i18n import locale_of
 from app.dashboard.live import hub_of
 from app.db.models import utcnow
 from app.flows.live import LiveFlows
@@ -84,12 +85,14 @@ class FlowsController(Controller):
         assert engine is not None  # create_app always configures templates
         template = engine.get_template("_tally.html")
 
+        hub, language = hub_of(request), locale_of(request)
+
         async def events() -> AsyncIterator[ServerSentEventMessage]:
-            async for tally in hub_of(request).watch(flow):
+            async for tally in hub.watch(flow):
                 if tally is None:
                     yield ServerSentEventMessage(comment="still here")
                 else:
-                    html = template.render(tally=tally, request=request)
+                    html = hub.fragment(tally, language, lambda t: template.render(tally=t, request=request))
                     yield ServerSentEventMessage(data=html, event="tally", id=tally.last_vote_id)
 
         return ServerSentEvent(events(), headers={"X-Accel-Buffering": "no"})

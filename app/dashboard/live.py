@@ -69,6 +69,7 @@ class TallyHub:
         self.counters: dict[tuple[str, str], VoteCounter] = {}
         self.minutes: dict[str, MinuteCounter] = {}
         self.warming: asyncio.Task[None] | None = None
+        self.fragments: dict[tuple[str, str], tuple[Tally, str]] = {}
 
     def counter(self, flow: LoadedFlow) -> VoteCounter:
         key = (flow.id, flow.hash)
@@ -87,6 +88,14 @@ class TallyHub:
         if found is None:
             found = self.minutes[name] = make()
         return found
+
+    def fragment(self, tally: Tally, language: str, render: Callable[[Tally], str]) -> str:
+        """The live page's HTML for ``tally`` in ``language``, rendered once for all who watch."""
+        key = (tally.flow, language)
+        found = self.fragments.get(key)
+        if found is None or found[0] is not tally:
+            found = self.fragments[key] = (tally, render(tally))
+        return found[1]
 
     def traffic(self) -> tuple[MinuteCounter, MinuteCounter]:
         """Messages received and messages queued per minute: the overview's chart and totals."""
