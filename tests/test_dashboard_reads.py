@@ -4,6 +4,7 @@ only new votes yet agree with a full recount."""
 from __future__ import annotations
 
 import asyncio
+import math
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -160,7 +161,7 @@ async def test_a_vote_committed_late_behind_a_higher_id_is_found_by_the_recount_
     async with engine.begin() as conn:  # another writer's transaction commits id 5 after id 11
         await conn.execute(insert(Vote), _votes(flow.hash, "BB", 4))
     assert (await counter.tally(engine)).total == 2  # only ids above the last counted are looked at
-    counter.recounts.counted_whole_at = 0.0  # the recount is due
+    counter.recounts.counted_whole_at = -math.inf  # the recount is due
     during = await counter.tally(engine)  # answers at once from what it had; the recount runs beside
     assert during.total == 2 and counter.recounts.task is not None
     await counter.recounts.task
@@ -185,7 +186,7 @@ async def test_minute_counts_add_new_rows_and_a_recount_finds_a_late_one(databas
     async with engine.begin() as conn:
         await conn.execute(insert(InboundMessage), [_inbound(now) | {"id": 12}, _inbound(now) | {"id": 5}])
     added = await counter.minutes(engine, start)
-    counter.recounts.counted_whole_at = 0.0
+    counter.recounts.counted_whole_at = -math.inf
     await counter.minutes(engine, start)
     assert counter.recounts.task is not None
     await counter.recounts.task

@@ -3,9 +3,11 @@
 Ids grow with arrival, so "what came since the last look" is ``id > last_id``: a page refresh
 costs a few rows, not the table. Where transactions of several writers (PostgreSQL, many
 workers) can commit ids out of order, a row committed late behind a higher id would be missed,
-so every ``RECOUNT`` seconds the numbers are counted whole again. That recount runs beside the
-requests, not in one: a page keeps answering from the new rows while it runs, and takes its
-result when it is done. Only the very first count of a counter is waited for.
+so every ``RECOUNT`` seconds the numbers are counted whole again. SQLite has one writer at a
+time, so ids commit in order there and the recount only catches rows deleted since (an erased
+number): it runs every ``RECOUNT_SQLITE`` seconds. The recount runs beside the requests, not in
+one: a page keeps answering from the new rows while it runs, and takes its result when it is
+done. Only the very first count of a counter is waited for.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from app.reads.series import first_id_since, minute_counts
 from app.reads.tally import Tally, count_votes, make_tally
 
 RECOUNT = 30.0
+RECOUNT_SQLITE = 600.0
 
 log = logging.getLogger("smsflows.dashboard")
 
@@ -38,8 +41,9 @@ class _Recounts:
         self.counted_whole_at = 0.0
         self.task: asyncio.Task[None] | None = None
 
-    def due(self) -> bool:
-        return time.monotonic() - self.counted_whole_at > RECOUNT
+    def due(self, engine: AsyncEngine) -> bool:
+        every = RECOUNT_SQLITE if engine.dialect.name == "sqlite" else RECOUNT
+        return time.monotonic() - self.counted_whole_at > every
 
     def start(
         self, engine: AsyncEngine, count: Callable[[Connection], Any], take: Callable[[Any], Awaitable[None]]
@@ -47,7 +51,7 @@ class _Recounts:
         """Run ``count`` on its own connection, then ``take`` its result."""
         if self.task is not None and not self.task.done():
             return
-        self.counted_whole_at = time.monotonic()  # a failed recount is tried again after RECOUNT
+        self.counted_whole_at = time.monotonic()  # a failed recount is tried again when due
 
         async def run() -> None:
             try:
@@ -89,7 +93,7 @@ class MinuteCounter:
                 async with engine.connect() as conn:
                     self._take(await conn.run_sync(lambda c: self._whole(c, start)))
             else:
-                if self.recounts.due():
+                if self.recounts.due(engine):
                     self.recounts.start(engine, lambda c: self._whole(c, start), self._take_later)
                 if self.last_id is not None:
                     async with engine.connect() as conn:
@@ -150,7 +154,7 @@ class VoteCounter:
                 self.counts = counts = whole
                 self.recounts.counted_whole_at = time.monotonic()
             else:
-                if self.recounts.due():
+                if self.recounts.due(engine):
                     self.recounts.start(engine, self._whole, self._take_later)
                 async with engine.connect() as conn:
                     new, last = await conn.run_sync(lambda c: count_votes(c, self.flow.id, self.last_id))
