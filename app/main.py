@@ -29,6 +29,7 @@ from app.api.metrics import metrics_routes
 from app.api.outbox import OutboxController
 from app.api.schema import openapi_config
 from app.dashboard import dashboard, not_found
+from app.dashboard.live import TallyHub
 from app.db.engine import create_engine, create_sqlite_writer_engine, session_factory
 from app.db.migrate import prepare_schema
 from app.flows.live import LiveFlows
@@ -83,6 +84,9 @@ def create_app(settings: Settings) -> Litestar:
             app.state.engine, app.state.writer, app.state.flows = engine, writer, flows
             _reload_on_sighup(flows)
             app.state.sessions = session_factory(engine)
+            app.state.tally_hub = hub = TallyHub(engine)
+            if settings.session_secret:  # the dashboard is on: count what its first page shows
+                hub.warm_up(flows.current.flows.values())
             # What start-up loaded lives as long as the process: keep it out of the collector's
             # full passes, which would otherwise walk all of it again and again under load.
             gc.freeze()
@@ -90,6 +94,7 @@ def create_app(settings: Settings) -> Litestar:
             try:
                 yield
             finally:
+                await hub.stop()
                 await gate.stop()
                 await purger.stop()
                 if actions is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
 import httpx
@@ -99,6 +100,33 @@ async def test_the_live_tally_streams_new_votes_without_a_reload(database_url: s
                             break
             assert "1 · 100.0%" in events[0]
             assert "1 · 50.0%" in events[1] and "Bartek" in events[1]
+
+
+async def _first_event(stream: httpx.Response) -> str:
+    data: list[str] = []
+    async for line in stream.aiter_lines():
+        if line.startswith("data:"):
+            data.append(line[5:])
+        elif not line and data:
+            return "\n".join(data)
+    raise AssertionError("the stream ended without a tally")
+
+
+async def test_live_viewers_get_the_tally_in_their_own_language(database_url: str, tmp_path: Path) -> None:
+    flows = write_flows(tmp_path / "flows", final=VOTE)
+    async with dashboard_service(database_url, flows_dir=str(flows)) as svc:
+        await _vote(svc, "GLOS A", "48600000001")
+        async with signed_in(svc, "vera", "viewer") as client:
+
+            def live(language: str) -> AbstractAsyncContextManager[httpx.Response]:
+                return client.stream("GET", "/flows/final/live", headers={"accept-language": language})
+
+            async with live("en") as first:
+                english = await _first_event(first)
+                async with live("pl") as second, live("en") as third:  # while the first still watches
+                    polish, again = await _first_event(second), await _first_event(third)
+    assert "counted at" in english and "policzono o" in polish and "counted at" not in polish
+    assert "counted at" in again and "policzono o" not in again  # a rendering is never lent across languages
 
 
 async def test_sms_text_with_html_shows_as_text(database_url: str, tmp_path: Path) -> None:

@@ -4,11 +4,13 @@ only new votes yet agree with a full recount."""
 from __future__ import annotations
 
 import asyncio
+import math
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy import insert, update
 
+from app.dashboard.counting import MinuteCounter
 from app.dashboard.live import TallyHub
 from app.db.engine import create_engine
 from app.db.flow_models import Vote
@@ -16,7 +18,7 @@ from app.db.migrate import upgrade
 from app.db.models import InboundMessage
 from app.flows.loader import load_dir
 from app.reads.series import first_id_since, per_minute
-from app.reads.tally import count_votes, latest_votes
+from app.reads.tally import count_votes, latest_votes, make_tally
 from tests.conftest import make_settings, new_sms_id, write_flows
 from tests.test_dashboard_pages import VOTE
 
@@ -137,3 +139,74 @@ async def test_latest_votes_of_a_quiet_flow_among_busy_ones_are_found(database_u
     await engine.dispose()
     assert [v.sender for v in quiet] == ["48600000005", "48600000003"]
     assert [v.sender for v in busy] == ["48600000040", "48600000039", "48600000038"]
+
+
+def _votes(flow_hash: str, options: str, first_id: int) -> list[dict[str, object]]:
+    return [
+        {"id": first_id + i, "flow_id": "final", "flow_hash": flow_hash, "sender": f"48601{first_id + i:06d}",
+         "seq": 1, "option": o, "inbound_id": first_id + i, "created_at": NOW, "message_time": 0}
+        for i, o in enumerate(options)
+    ]  # fmt: skip
+
+
+async def test_a_vote_committed_late_behind_a_higher_id_is_found_by_the_recount_beside_the_pages(
+    database_url: str, tmp_path: Path
+) -> None:
+    engine = await _engine(database_url)
+    flow = load_dir(write_flows(tmp_path / "flows", final=VOTE)).flows["final"]
+    counter = TallyHub(engine).counter(flow)
+    async with engine.begin() as conn:
+        await conn.execute(insert(Vote), _votes(flow.hash, "AB", 10))
+    assert (await counter.tally(engine)).total == 2
+    async with engine.begin() as conn:  # another writer's transaction commits id 5 after id 11
+        await conn.execute(insert(Vote), _votes(flow.hash, "BB", 4))
+    assert (await counter.tally(engine)).total == 2  # only ids above the last counted are looked at
+    counter.recounts.counted_whole_at = -math.inf  # the recount is due
+    during = await counter.tally(engine)  # answers at once from what it had; the recount runs beside
+    assert during.total == 2 and counter.recounts.task is not None
+    await counter.recounts.task
+    after = await counter.tally(engine)
+    async with engine.connect() as conn:
+        full, last = await conn.run_sync(lambda c: count_votes(c, "final"))
+    await engine.dispose()
+    assert {o.option: o.votes for o in after.options} == full == {"A": 1, "B": 3}
+    assert after.last_vote_id == last == 11
+
+
+async def test_minute_counts_add_new_rows_and_a_recount_finds_a_late_one(database_url: str) -> None:
+    engine = await _engine(database_url)
+    now = datetime.now(UTC)
+    start = now.replace(second=0, microsecond=0) - timedelta(minutes=10)
+    counter = MinuteCounter(InboundMessage.id, InboundMessage.received_at)
+    async with engine.begin() as conn:
+        await conn.execute(insert(InboundMessage), [_inbound(now - timedelta(hours=1))])  # before the start
+        recent = [_inbound(now - timedelta(minutes=5)) | {"id": 10}, _inbound(now) | {"id": 11}]
+        await conn.execute(insert(InboundMessage), recent)
+    first = await counter.minutes(engine, start)
+    async with engine.begin() as conn:
+        await conn.execute(insert(InboundMessage), [_inbound(now) | {"id": 12}, _inbound(now) | {"id": 5}])
+    added = await counter.minutes(engine, start)
+    counter.recounts.counted_whole_at = -math.inf
+    await counter.minutes(engine, start)
+    assert counter.recounts.task is not None
+    await counter.recounts.task
+    recounted = await counter.minutes(engine, start)
+    await engine.dispose()
+    assert sum(first.values()) == 2 and min(first) >= start
+    assert sum(added.values()) == 3  # the new row above the last id; id 5 committed late is not seen
+    assert sum(recounted.values()) == 4 and recounted[now.replace(second=0, microsecond=0)] == 3
+
+
+def test_a_tally_is_rendered_once_per_language_for_all_its_viewers() -> None:
+    hub = TallyHub(None)  # type: ignore[arg-type]  # no counting here
+    tally = make_tally("final", ["A"], {}, {"A": 1}, 1, NOW)
+    made: list[str] = []
+
+    def render(language: str):  # type: ignore[no-untyped-def]
+        return lambda t: made.append(language) or f"{language}:{t.total}"
+
+    shown = [hub.fragment(tally, lang, render(lang)) for lang in ("en", "en", "pl", "en")]
+    newer = make_tally("final", ["A"], {}, {"A": 2}, 2, NOW)
+    shown.append(hub.fragment(newer, "en", render("en")))
+    assert shown == ["en:1", "en:1", "pl:1", "en:1", "en:2"]
+    assert made == ["en", "pl", "en"]  # once per tally and language, however many viewers

@@ -39,3 +39,19 @@ async def test_queued_held_and_ignored_messages_are_counted(service: Service) ->
     found = await counts(service)
     assert found.outbox["queued"] == 2 and found.due == 1 and found.oldest_queued_at is not None
     assert found.inbound["ignored"] == 1 and found.quarantine["held"] == 1 and found.failures == 1
+
+
+async def test_capped_counts_are_exact_up_to_the_cap_and_say_more_beyond(service: Service) -> None:
+    for text in ("one", "two", "three", "four", "five"):
+        response = await service.api.post("/api/messages", json={"to": "48600123456", "text": text})
+        assert response.status_code == 201, response.text
+    async with service.engine.begin() as conn:
+        await conn.execute(update(OutboxMessage).where(OutboxMessage.text == "five").values(status="failed"))
+    now = utcnow()
+    async with service.engine.connect() as conn:
+        capped = await conn.run_sync(lambda c: queue_counts(c, now, cap=2))
+        exact = await conn.run_sync(lambda c: queue_counts(c, now))
+    assert exact.outbox["queued"] == 4 and exact.due == 4 and exact.cap is None
+    assert capped.outbox["queued"] == 3 and capped.due == 3 and capped.cap == 2  # 3: "more than 2"
+    assert capped.outbox["failed"] == exact.outbox["failed"] == 1 and capped.outbox["sent"] == 0
+    assert capped.oldest_queued_at == exact.oldest_queued_at is not None

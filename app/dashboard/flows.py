@@ -13,18 +13,17 @@ from litestar.response import ServerSentEvent, ServerSentEventMessage, Template
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.dashboard.auth import require
-from app.dashboard.counting import MinuteCounter
+from app.dashboard.i18n import locale_of
 from app.dashboard.live import hub_of
-from app.db.flow_models import Vote
 from app.db.models import utcnow
 from app.flows.kinds.subscription import SubscriptionFlow
 from app.flows.live import LiveFlows
 from app.flows.loader import LoadedFlow
 from app.reads.flow_log import flow_log
 from app.reads.members import list_members
-from app.reads.overview import overview
+from app.reads.overview import flow_states
 from app.reads.results import flow_activity, kind_results
-from app.reads.series import PerMinute, unindexed, window
+from app.reads.series import PerMinute, window
 from app.reads.tally import latest_votes
 
 MEMBERS = 50  # a list's members on one page
@@ -52,8 +51,8 @@ class FlowsController(Controller):
         figures = {f.id: (await hub.snapshot(f)).total for f in flows if f.kind == "vote"}
         now = utcnow()
         async with db_engine.connect() as conn:
-            summary = await conn.run_sync(lambda c: overview(c, flows, now, figures))
-        return Template(template_name="flows.html", context={"flows": summary.flows})
+            states = await conn.run_sync(lambda c: flow_states(c, flows, now, figures))
+        return Template(template_name="flows.html", context={"flows": states})
 
     @get("/{flow_id:str}", name="flow")
     async def page(
@@ -86,13 +85,8 @@ class FlowsController(Controller):
             hub = hub_of(request)
             context["tally"] = await hub.snapshot(flow)
             start, minutes = window(now, hours=1)
-            votes = hub.minute_counter(
-                f"votes {flow.id}",
-                lambda: MinuteCounter(Vote.id, Vote.created_at, unindexed(Vote.flow_id) == flow.id),
-            )
-            context["per_minute"] = PerMinute(
-                start, minutes, await votes.series(db_engine, start, minutes), []
-            )
+            votes = await hub.votes_per_minute(flow).series(db_engine, start, minutes)
+            context["per_minute"] = PerMinute(start, minutes, votes, [])
         return Template(template_name="flow.html", context=context)
 
     @get("/{flow_id:str}/tally", name="flow-tally")
@@ -108,12 +102,14 @@ class FlowsController(Controller):
         assert engine is not None  # create_app always configures templates
         template = engine.get_template("_tally.html")
 
+        hub, language = hub_of(request), locale_of(request)
+
         async def events() -> AsyncIterator[ServerSentEventMessage]:
-            async for tally in hub_of(request).watch(flow):
+            async for tally in hub.watch(flow):
                 if tally is None:
                     yield ServerSentEventMessage(comment="still here")
                 else:
-                    html = template.render(tally=tally, request=request)
+                    html = hub.fragment(tally, language, lambda t: template.render(tally=t, request=request))
                     yield ServerSentEventMessage(data=html, event="tally", id=tally.last_vote_id)
 
         return ServerSentEvent(events(), headers={"X-Accel-Buffering": "no"})

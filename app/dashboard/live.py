@@ -2,7 +2,8 @@
 
 However many pages are open, a flow's votes are counted once a second at most, and only the votes
 that came since the last count (see app/dashboard/counting.py); each page then gets the new tally.
-The loop stops when the last viewer leaves. The hub also keeps the counters that page loads use.
+The loop stops when the last viewer leaves. The hub also keeps the counters that page loads use,
+and counts them once when the service starts, so that the first page shown does not wait for it.
 """
 
 from __future__ import annotations
@@ -10,14 +11,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
+from datetime import datetime
 from typing import Any
 
 from litestar import Request
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.dashboard.counting import MinuteCounter, VoteCounter
+from app.db.flow_models import Vote
+from app.db.models import InboundMessage, OutboxMessage, utcnow
 from app.flows.loader import LoadedFlow
+from app.reads.overview import today_start
+from app.reads.series import unindexed, window
 from app.reads.tally import Tally
 
 log = logging.getLogger("smsflows.dashboard")
@@ -62,6 +68,8 @@ class TallyHub:
         self.feeds: dict[tuple[str, str], _Feed] = {}
         self.counters: dict[tuple[str, str], VoteCounter] = {}
         self.minutes: dict[str, MinuteCounter] = {}
+        self.warming: asyncio.Task[None] | None = None
+        self.fragments: dict[tuple[str, str], tuple[Tally, str]] = {}
 
     def counter(self, flow: LoadedFlow) -> VoteCounter:
         key = (flow.id, flow.hash)
@@ -80,6 +88,58 @@ class TallyHub:
         if found is None:
             found = self.minutes[name] = make()
         return found
+
+    def fragment(self, tally: Tally, language: str, render: Callable[[Tally], str]) -> str:
+        """The live page's HTML for ``tally`` in ``language``, rendered once for all who watch."""
+        key = (tally.flow, language)
+        found = self.fragments.get(key)
+        if found is None or found[0] is not tally:
+            found = self.fragments[key] = (tally, render(tally))
+        return found[1]
+
+    def traffic(self) -> tuple[MinuteCounter, MinuteCounter]:
+        """Messages received and messages queued per minute: the overview's chart and totals."""
+        return (
+            self.minute_counter(
+                "inbound", lambda: MinuteCounter(InboundMessage.id, InboundMessage.received_at)
+            ),
+            self.minute_counter(
+                "outbound", lambda: MinuteCounter(OutboxMessage.id, OutboxMessage.created_at)
+            ),
+        )
+
+    def votes_per_minute(self, flow: LoadedFlow) -> MinuteCounter:
+        """A vote flow's votes per minute: its page's chart."""
+        return self.minute_counter(
+            f"votes {flow.id}",
+            lambda: MinuteCounter(Vote.id, Vote.created_at, unindexed(Vote.flow_id) == flow.id),
+        )
+
+    def warm_up(self, flows: Iterable[LoadedFlow]) -> None:
+        """Count in the background what the overview and the vote pages show: the traffic since
+        midnight (or the chart's hours, when longer), the tallies and votes per minute."""
+        votes = [f for f in flows if f.kind == "vote"]
+
+        async def count() -> None:
+            try:
+                for counter in self.traffic():
+                    await counter.minutes(self.engine, traffic_start(utcnow()))
+                for flow in votes:
+                    await self.snapshot(flow)
+                    await self.votes_per_minute(flow).minutes(self.engine, window(utcnow(), hours=1)[0])
+            except Exception:  # the first page counts instead
+                log.exception("the dashboard's counts could not be made at start")
+
+        self.warming = asyncio.create_task(count(), name="dashboard counts")
+
+    async def stop(self) -> None:
+        """End the background counts (start-up counting, recounts) before the engine goes."""
+        counters: list[VoteCounter | MinuteCounter] = [*self.counters.values(), *self.minutes.values()]
+        tasks = [self.warming, *(c.recounts.task for c in counters), *(f.task for f in self.feeds.values())]
+        for task in tasks:
+            if task is not None:
+                task.cancel()
+        await asyncio.gather(*(t for t in tasks if t is not None), return_exceptions=True)
 
     async def watch(self, flow: LoadedFlow) -> AsyncIterator[Tally | None]:
         """The tally now, then each time it changes; None when nothing changed for a while."""
@@ -106,6 +166,11 @@ class TallyHub:
             feed.watchers -= 1
             if feed.watchers == 0 and self.feeds.get(key) is feed:
                 del self.feeds[key]  # the loop sees no watchers and ends by itself
+
+
+def traffic_start(now: datetime) -> datetime:
+    """The first minute the overview needs counted: midnight in Warsaw, or three hours back."""
+    return min(today_start(now), window(now, hours=3)[0])
 
 
 def hub_of(request: Request[Any, Any, Any]) -> TallyHub:

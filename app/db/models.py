@@ -19,6 +19,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
+from sqlalchemy import text as sql_text
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
@@ -159,6 +160,15 @@ class OutboxMessage(Base):
         Index("ix_outbox_to", "to_number", "id"),
         Index("ix_outbox_due", "status", "next_attempt_at"),
         Index("ix_outbox_mobitex_id", "mobitex_id"),
+        # The replies to an application's tagged messages, by answer; the untagged replies of
+        # the flows (one per incoming message) stay out of it.
+        Index(
+            "ix_outbox_tag",
+            "tag",
+            "answer",
+            sqlite_where=sql_text("tag IS NOT NULL"),
+            postgresql_where=sql_text("tag IS NOT NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)

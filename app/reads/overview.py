@@ -83,22 +83,16 @@ def flow_state(flow: LoadedFlow, now: datetime) -> tuple[str, datetime | None, d
     return ("open" if now < hi else "closed"), opens, closes
 
 
-def overview(
+def flow_states(
     conn: Connection, flows: list[LoadedFlow], now: datetime, figures: dict[str, int] | None = None
-) -> Overview:
-    """``figures`` are headline figures the caller knows already (a vote's live tally), by flow id."""
-    start = today_start(now)
+) -> list[FlowState]:
+    """Each flow's state and headline figure, by id; ``figures`` are those the caller knows
+    already (a vote's live tally), by flow id."""
     states = []
     for flow in sorted(flows, key=lambda f: f.id):
         state, opens, closes = flow_state(flow, now)
-        figure, label = (
-            _figure(conn, flow)
-            if figures is None or flow.id not in figures
-            else (
-                figures[flow.id],
-                "votes",
-            )
-        )
+        known = figures is not None and flow.id in figures
+        figure, label = (figures[flow.id], "votes") if figures is not None and known else _figure(conn, flow)
         states.append(
             FlowState(
                 id=flow.id,
@@ -111,10 +105,30 @@ def overview(
                 figure_label=label,
             )
         )
+    return states
+
+
+def overview(
+    conn: Connection,
+    flows: list[LoadedFlow],
+    now: datetime,
+    figures: dict[str, int] | None = None,
+    *,
+    today: tuple[int, int] | None = None,
+    cap: int | None = None,
+) -> Overview:
+    """``today``: messages in and out since midnight when the caller counted them already;
+    ``cap``: queue counts stop there (see ``queue_counts``)."""
+    start = today_start(now)
+    inbound, outbound = (
+        today
+        if today is not None
+        else (_since(conn, InboundMessage, start), _since(conn, OutboxMessage, start))
+    )
     return Overview(
         today_start=start,
-        inbound_today=_since(conn, InboundMessage, start),
-        outbound_today=_since(conn, OutboxMessage, start),
-        queues=queue_counts(conn, now),
-        flows=states,
+        inbound_today=inbound,
+        outbound_today=outbound,
+        queues=queue_counts(conn, now, cap),
+        flows=flow_states(conn, flows, now, figures),
     )
