@@ -8,7 +8,7 @@ import operator
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import Connection, Insert, Table, insert, select
+from sqlalchemy import Connection, Insert, Select, Table, bindparam, column, func, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.dml import ReturningInsert
 
@@ -115,3 +115,25 @@ def _getter(name: str, process: Callable[[Any], Any] | None) -> Callable[[dict[s
 
 def _constant(value: Any) -> Callable[[dict[str, Any]], Any]:
     return lambda _row: value
+
+
+def unnested(table: Table, keys: tuple[str, ...], prefix: str = "") -> Select[Any]:
+    """PostgreSQL: the rows of :func:`as_arrays` back as rows, in their order, typed as ``table``'s
+    columns: ``SELECT … FROM unnest($1::t1[], $2::t2[], …) WITH ORDINALITY ORDER BY ordinality``.
+
+    An INSERT … SELECT from it writes a whole batch in one execution, where an ``executemany``
+    has the server run the statement once per row.
+    """
+    types = [table.c[k].type for k in keys]
+    arrays = [bindparam(f"{prefix}{k}", type_=postgresql.ARRAY(t)) for k, t in zip(keys, types, strict=True)]
+    rows = (
+        func.unnest(*arrays)
+        .table_valued(*[column(k, t) for k, t in zip(keys, types, strict=True)], with_ordinality="n")
+        .render_derived()
+    )
+    return select(*[rows.c[k] for k in keys]).order_by(rows.c.n)
+
+
+def as_arrays(rows: list[dict[str, Any]], keys: tuple[str, ...], prefix: str = "") -> dict[str, list[Any]]:
+    """The parameters of :func:`unnested`: one list per column."""
+    return {f"{prefix}{k}": [row[k] for row in rows] for k in keys}
