@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import importlib.util
 import itertools
 import math
@@ -254,6 +255,10 @@ class Target:
     database: str | None = None  # "sqlite" or "postgresql"; None: the bare app
     workers: int = 1
     http: str = "uvicorn"
+    source: Path | None = None  # another checkout's code (--baseline), or this one's
+
+    def baseline(self, source: Path) -> Target:
+        return dataclasses.replace(self, name=f"{self.name}@base", source=source)
 
     @property
     def stores(self) -> bool:
@@ -286,8 +291,10 @@ RATIOS = [
 ]
 
 
-def service_env(database_url: str, flows: Path) -> dict[str, str]:
+def service_env(database_url: str, flows: Path, source: Path | None = None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SMSFLOWS_")}
+    if source is not None:  # its `app` comes first on the path; its folder stays as it was
+        env.update(PYTHONPATH=str(source), PYTHONDONTWRITEBYTECODE="1")
     env.update(
         SMSFLOWS_FLOWS_DIR=str(flows),
         SMSFLOWS_DATABASE_URL=database_url,
@@ -335,7 +342,7 @@ def pg_admin(url: str, sql: str) -> None:
 @contextlib.contextmanager
 def pg_database(admin_url: str, target: str) -> Iterator[str]:
     """A new, empty database (dropped afterwards): no run reads or writes another one's tables."""
-    name = f"smsflows_bench_{target.replace('-', '_')}_{secrets.token_hex(4)}"
+    name = f"smsflows_bench_{target.replace('-', '_').replace('@', '_')}_{secrets.token_hex(4)}"
     try:
         pg_admin(admin_url, f'CREATE DATABASE "{name}"')
     except OSError as exc:
@@ -384,7 +391,8 @@ def print_settings(
             if not t.stores
             else f"service on {t.database}, " + ("vote flow" if t.flows else "no flows")
         )
-        print(f"  {t.name:<13} {what}, {t.workers} process(es), {t.http}")
+        code = f", code from {t.source}" if t.source else ""
+        print(f"  {t.name:<13} {what}, {t.workers} process(es), {t.http}{code}")
     print(f"sqlite synchronous={settings.sqlite_synchronous}, writer batch max={settings.writer_batch_max}")
     print(f"uvicorn options: {server_options(settings)}")
     print(
@@ -409,18 +417,19 @@ def median_runs(runs: list[Run]) -> dict[tuple[str, int], tuple[Run, float, floa
 def print_table(runs: list[Run]) -> None:
     medians = median_runs(runs)
     print(
-        f"{'target':<14}{'conc':>5}{'req/s':>10}{'min–max':>15}{'p50 ms':>9}{'p99 ms':>9}"
+        f"{'target':<16}{'conc':>5}{'req/s':>10}{'min–max':>15}{'p50 ms':>9}{'p99 ms':>9}"
         f"{'errors':>8}{'client cpu':>12}"
     )
     for (target, c), (r, lo, hi) in medians.items():
         print(
-            f"{target:<14}{c:>5}{r.per_second:>10.0f}{f'{lo:.0f}–{hi:.0f}':>15}"
+            f"{target:<16}{c:>5}{r.per_second:>10.0f}{f'{lo:.0f}–{hi:.0f}':>15}"
             f"{r.ms(0.5):>9.2f}{r.ms(0.99):>9.2f}{r.errors:>8}{r.client_cpu / r.seconds:>12.0%}"
         )
     print()
     for c in sorted({c for _, c in medians}):
         by = {t: medians[(t, c)][0].per_second for t, cc in medians if cc == c}
-        ratios = [f"{a}/{b} = {by[a] / by[b]:.2f}" for a, b in RATIOS if a in by and b in by and by[b]]
+        pairs = RATIOS + [(t.removesuffix("@base"), t) for t in by if t.endswith("@base")]
+        ratios = [f"{a}/{b} = {by[a] / by[b]:.2f}" for a, b in pairs if a in by and b in by and by[b]]
         print(f"concurrency {c:>3}: " + ", ".join(ratios))
 
 
@@ -484,6 +493,13 @@ def main() -> None:
         default="postgresql+asyncpg://postgres@127.0.0.1:5432/postgres",
         help="a PostgreSQL server where the run may create and drop databases of its own",
     )
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        metavar="DIR",
+        help="another checkout of the code (e.g. `git worktree add DIR main`): every target that stores "
+        "messages also runs from it, as <target>@base, taking turns with this checkout's",
+    )
     parser.add_argument("--serve-bare", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_bare:
@@ -493,6 +509,10 @@ def main() -> None:
     if unknown:
         parser.error(f"--targets: no target {', '.join(unknown)} (there are {', '.join(TARGETS)})")
     targets = [TARGETS[t] for t in args.targets.split(",")]
+    if args.baseline is not None:
+        if not (args.baseline / "app" / "cli").is_dir():
+            parser.error(f"--baseline: {args.baseline} holds no checkout of the service (no app/cli)")
+        targets += [t.baseline(args.baseline.resolve()) for t in targets if t.stores]
     if any(t.http == "granian" for t in targets) and importlib.util.find_spec("granian") is None:
         parser.error("the granian targets need granian: pip install granian (the service does not need it)")
 
@@ -504,12 +524,12 @@ def main() -> None:
         urls: dict[str, str] = {}
         for t in targets:
             if t.database == "sqlite":
-                urls[t.name] = f"sqlite+aiosqlite:///{base / t.name}.db"
+                urls[t.name] = f"sqlite+aiosqlite:///{base / t.name.replace('@', '-')}.db"
             elif t.database == "postgresql":
                 urls[t.name] = databases.enter_context(pg_database(args.pg_url, t.name))
         envs = {
             t.name: service_env(urls.get(t.name, f"sqlite+aiosqlite:///{base / 'unused.db'}"),
-                                base / ("vote-flows" if t.flows else "flows"))
+                                base / ("vote-flows" if t.flows else "flows"), t.source)
             for t in targets
         }  # fmt: skip
         print_settings(
