@@ -123,6 +123,36 @@ def server(
         proc.wait(timeout=timeout)
 
 
+def cpu_seconds(pids: list[int]) -> float:
+    """User and system CPU of the given processes and their live children (uvicorn's workers)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick
+            children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+            total += cpu_seconds([int(c) for c in children])
+    return total
+
+
+def backend_pids(admin_url: str, database_url: str) -> list[int]:
+    """PostgreSQL's server processes for the database (each connection has one)."""
+    import asyncpg
+
+    async def run() -> list[int]:
+        conn = await asyncpg.connect(pg_dsn(admin_url), timeout=10)
+        try:
+            rows = await conn.fetch(
+                "SELECT pid FROM pg_stat_activity WHERE datname = $1", database_url.rsplit("/", 1)[1]
+            )
+            return [r[0] for r in rows]
+        finally:
+            await conn.close()
+
+    return asyncio.run(run())
+
+
 # --- load generation ---------------------------------------------------------------------------------
 
 
@@ -132,6 +162,7 @@ class Run:
     concurrency: int
     seconds: float = 0.0
     client_cpu: float = 0.0  # CPU seconds this process (the load generator) spent
+    server_cpu: float = 0.0  # CPU seconds the server's processes (and PostgreSQL's backends) spent
     ok: int = 0
     errors: int = 0
     latencies: list[float] = field(default_factory=list)
@@ -139,6 +170,12 @@ class Run:
     @property
     def per_second(self) -> float:
         return (self.ok + self.errors) / self.seconds if self.seconds else 0.0
+
+    @property
+    def cpu_ms(self) -> float:
+        """Server CPU per request: unlike the rate, it hardly moves with what else the machine runs."""
+        done = self.ok + self.errors
+        return self.server_cpu * 1000 / done if done else math.nan
 
     def ms(self, quantile: float) -> float:
         ordered = sorted(self.latencies)
@@ -399,7 +436,8 @@ def print_settings(
         f"load: {client} keep-alive HTTP/1.1 over loopback, warm-up {warmup:g} s, {duration:g} s per run, "
         f"{rounds} rounds"
     )
-    print(f"machine: {os.cpu_count()} CPUs, shared by the client and the servers under test\n")
+    print(f"machine: {os.cpu_count()} CPUs, shared by the client and the servers under test")
+    print("server cpu: the service process(es) and, on PostgreSQL, its backends, per request\n")
 
 
 def median_runs(runs: list[Run]) -> dict[tuple[str, int], tuple[Run, float, float]]:
@@ -418,12 +456,13 @@ def print_table(runs: list[Run]) -> None:
     medians = median_runs(runs)
     print(
         f"{'target':<16}{'conc':>5}{'req/s':>10}{'min–max':>15}{'p50 ms':>9}{'p99 ms':>9}"
-        f"{'errors':>8}{'client cpu':>12}"
+        f"{'errors':>8}{'client cpu':>12}{'server cpu ms/req':>19}"
     )
     for (target, c), (r, lo, hi) in medians.items():
         print(
             f"{target:<16}{c:>5}{r.per_second:>10.0f}{f'{lo:.0f}–{hi:.0f}':>15}"
             f"{r.ms(0.5):>9.2f}{r.ms(0.99):>9.2f}{r.errors:>8}{r.client_cpu / r.seconds:>12.0%}"
+            f"{r.cpu_ms:>19.2f}"
         )
     print()
     for c in sorted({c for _, c in medians}):
@@ -539,17 +578,25 @@ def main() -> None:
         ports = {t.name: free_port() for t in targets}
         runs: list[Run] = []
         acknowledged = {t.name: 0 for t in targets}
+        procs: dict[str, subprocess.Popen[bytes]] = {}
         with contextlib.ExitStack() as servers:
             for t in targets:
                 if t.database == "postgresql" or (t.stores and t.http == "granian"):
                     migrate(envs[t.name], base)  # `smsflows serve` migrates SQLite itself, not PostgreSQL
-                servers.enter_context(server(command(t, ports[t.name]), ports[t.name], envs[t.name], base))
+                procs[t.name] = servers.enter_context(
+                    server(command(t, ports[t.name]), ports[t.name], envs[t.name], base)
+                )
             for concurrency in levels:
                 for _ in range(args.rounds):
                     for t in targets:
                         port = ports[t.name]
                         warm = run_loop(load(port, Run(t.name, concurrency), args.warmup, args.client))
+                        pids = [procs[t.name].pid]
+                        if t.database == "postgresql":  # after the warm-up: every connection is open
+                            pids += backend_pids(args.pg_url, urls[t.name])
+                        cpu = cpu_seconds(pids)
                         run = run_loop(load(port, Run(t.name, concurrency), args.duration, args.client))
+                        run.server_cpu = cpu_seconds(pids) - cpu
                         acknowledged[t.name] += warm.ok + run.ok
                         runs.append(run)
                         print(f"  {t.name} x{concurrency}: {run.per_second:.0f} req/s", file=sys.stderr)
