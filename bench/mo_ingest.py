@@ -384,7 +384,8 @@ def pg_database(admin_url: str, target: str) -> Iterator[str]:
         pg_admin(admin_url, f'CREATE DATABASE "{name}"')
     except OSError as exc:
         raise SystemExit(
-            f"PostgreSQL not reachable at {admin_url} ({exc}): start it or pass --pg-url"
+            f"PostgreSQL not reachable at {admin_url} ({exc}): start it, pass --pg-url, "
+            "or leave PostgreSQL out (--targets bare,mo,vote)"
         ) from None
     try:
         yield pg_url(admin_url, name)
