@@ -59,6 +59,12 @@ def insert_each_unless_taken(
     being decided): then the rows that hold one of ``rows``' keys afterwards are exactly the
     ones inserted. One statement for a whole batch, and a second only when some were taken.
     """
+    if conn.dialect.name == "postgresql":
+        # The rows as one array per column: one SQL text whatever the batch's size (a VALUES
+        # list per size would be prepared anew for each), run once for the batch.
+        columns = tuple(rows[0])
+        arrays = as_arrays(rows, columns)
+        return set(conn.scalars(_unnest_or_nothing_returning(table, columns, key), arrays))
     if conn.dialect.name != "sqlite":
         return set(conn.scalars(_insert_or_nothing_returning(conn.dialect.name, table, key), rows))
     keys = [row[key] for row in rows]
@@ -76,6 +82,12 @@ def _insert_or_nothing(dialect: str, table: Table) -> Upsert:
 @functools.cache
 def _insert_or_nothing_returning(dialect: str, table: Table, key: str) -> ReturningInsert[Any]:
     return _insert_or_nothing(dialect, table).returning(table.c[key])
+
+
+@functools.lru_cache(maxsize=64)
+def _unnest_or_nothing_returning(table: Table, keys: tuple[str, ...], key: str) -> ReturningInsert[Any]:
+    stmt = postgresql.insert(table).from_select(list(keys), unnested(table, keys))
+    return stmt.on_conflict_do_nothing().returning(table.c[key])
 
 
 @functools.cache

@@ -190,7 +190,7 @@ def _contacts_upsert(dialect: str, unnest: tuple[str, ...] = ()) -> Any:
     table: Table = Contact.__table__  # type: ignore[assignment]
     stmt = insert_for(dialect, table)
     if unnest:
-        stmt = stmt.from_select(list(unnest), unnested(table, unnest), include_defaults=False)
+        stmt = stmt.from_select(list(unnest), unnested(table, unnest))
     return stmt.on_conflict_do_update(
         index_elements=["phone"],
         set_={"last_seen": stmt.excluded.last_seen, "messages": table.c.messages + stmt.excluded.messages},

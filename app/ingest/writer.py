@@ -339,7 +339,7 @@ def upsert_statement(dialect: str, unnest: tuple[str, ...] = ()) -> Any:
     ``unnest`` (PostgreSQL), of rows with those keys sent as arrays (:func:`as_arrays`)."""
     stmt = insert_for(dialect, INBOUND)
     if unnest:
-        stmt = stmt.from_select(list(unnest), unnested(INBOUND, unnest), include_defaults=False)
+        stmt = stmt.from_select(list(unnest), unnested(INBOUND, unnest))
     return stmt.on_conflict_do_update(
         index_elements=["sms_id"],
         set_={
