@@ -8,7 +8,7 @@ import operator
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import Connection, Insert, Table, insert, select
+from sqlalchemy import Connection, Insert, Select, Table, bindparam, column, func, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.dml import ReturningInsert
 
@@ -59,6 +59,12 @@ def insert_each_unless_taken(
     being decided): then the rows that hold one of ``rows``' keys afterwards are exactly the
     ones inserted. One statement for a whole batch, and a second only when some were taken.
     """
+    if conn.dialect.name == "postgresql":
+        # The rows as one array per column: one SQL text whatever the batch's size (a VALUES
+        # list per size would be prepared anew for each), run once for the batch.
+        columns = tuple(rows[0])
+        arrays = as_arrays(rows, columns)
+        return set(conn.scalars(_unnest_or_nothing_returning(table, columns, key), arrays))
     if conn.dialect.name != "sqlite":
         return set(conn.scalars(_insert_or_nothing_returning(conn.dialect.name, table, key), rows))
     keys = [row[key] for row in rows]
@@ -76,6 +82,12 @@ def _insert_or_nothing(dialect: str, table: Table) -> Upsert:
 @functools.cache
 def _insert_or_nothing_returning(dialect: str, table: Table, key: str) -> ReturningInsert[Any]:
     return _insert_or_nothing(dialect, table).returning(table.c[key])
+
+
+@functools.lru_cache(maxsize=64)
+def _unnest_or_nothing_returning(table: Table, keys: tuple[str, ...], key: str) -> ReturningInsert[Any]:
+    stmt = postgresql.insert(table).from_select(list(keys), unnested(table, keys))
+    return stmt.on_conflict_do_nothing().returning(table.c[key])
 
 
 @functools.cache
@@ -115,3 +127,25 @@ def _getter(name: str, process: Callable[[Any], Any] | None) -> Callable[[dict[s
 
 def _constant(value: Any) -> Callable[[dict[str, Any]], Any]:
     return lambda _row: value
+
+
+def unnested(table: Table, keys: tuple[str, ...], prefix: str = "") -> Select[Any]:
+    """PostgreSQL: the rows of :func:`as_arrays` back as rows, in their order, typed as ``table``'s
+    columns: ``SELECT … FROM unnest($1::t1[], $2::t2[], …) WITH ORDINALITY ORDER BY ordinality``.
+
+    An INSERT … SELECT from it writes a whole batch in one execution, where an ``executemany``
+    has the server run the statement once per row.
+    """
+    types = [table.c[k].type for k in keys]
+    arrays = [bindparam(f"{prefix}{k}", type_=postgresql.ARRAY(t)) for k, t in zip(keys, types, strict=True)]
+    rows = (
+        func.unnest(*arrays)
+        .table_valued(*[column(k, t) for k, t in zip(keys, types, strict=True)], with_ordinality="n")
+        .render_derived()
+    )
+    return select(*[rows.c[k] for k in keys]).order_by(rows.c.n)
+
+
+def as_arrays(rows: list[dict[str, Any]], keys: tuple[str, ...], prefix: str = "") -> dict[str, list[Any]]:
+    """The parameters of :func:`unnested`: one list per column."""
+    return {f"{prefix}{k}": [row[k] for row in rows] for k in keys}

@@ -12,8 +12,9 @@ from typing import Any
 import msgspec
 from sqlalchemy import Connection, Table, bindparam, insert, select, update
 
-from app.db.dialect import insert_for, insert_rows
+from app.db.dialect import as_arrays, insert_for, insert_rows, unnested
 from app.db.models import Contact, FlowEvent, InboundMessage, OutboxMessage
+from app.flows.decisions_postgres import write_decisions
 from app.flows.kinds.base import Context, Inbound, Outcome
 from app.flows.loader import LoadedFlow
 from app.flows.reply_limits import Candidate, decided_nothing, suppressed
@@ -76,10 +77,13 @@ class Decisions:
     def write(self, conn: Connection, replies_per_day: int = 0) -> None:
         if self.limited:
             self._hold_back(conn, replies_per_day)
-        if self.replies:
-            insert_rows(conn, OUTBOX, self.replies)
         for event, reply in self.reply_of_event.items():
             self.events[event]["reply_ext_id"] = self.replies[reply]["ext_id"]
+        if conn.dialect.name == "postgresql":
+            write_decisions(conn, self.replies, self.events, self.finishes)  # one statement
+            return
+        if self.replies:
+            insert_rows(conn, OUTBOX, self.replies)
         if self.events:
             conn.execute(_EVENT, self.events)
         if self.finishes:
@@ -165,19 +169,28 @@ def touch_contacts(conn: Connection, phones: list[str], now: datetime) -> None:
     counts: dict[str, int] = {}
     for p in phones:
         counts[p] = counts.get(p, 0) + 1
-    conn.execute(
-        _contacts_upsert(conn.dialect.name),
-        [
-            {"phone": p, "first_seen": now, "last_seen": now, "messages": n, "opted_out_at": None}
-            for p, n in counts.items()
-        ],
-    )
+    postgres = conn.dialect.name == "postgresql"
+    # PostgreSQL: in the phones' order, so that two processes' batches lock the contacts they
+    # share in the same order; and as one array per column, one execution for the batch.
+    rows = [
+        {"phone": p, "first_seen": now, "last_seen": now, "messages": n, "opted_out_at": None}
+        for p, n in (sorted(counts.items()) if postgres else counts.items())
+    ]
+    if postgres:
+        conn.execute(_contacts_upsert("postgresql", _CONTACT_KEYS), as_arrays(rows, _CONTACT_KEYS))
+    else:
+        conn.execute(_contacts_upsert(conn.dialect.name), rows)
+
+
+_CONTACT_KEYS = ("phone", "first_seen", "last_seen", "messages", "opted_out_at")
 
 
 @functools.cache  # built once per dialect: ``excluded`` costs a proxy per column each time
-def _contacts_upsert(dialect: str) -> Any:
+def _contacts_upsert(dialect: str, unnest: tuple[str, ...] = ()) -> Any:
     table: Table = Contact.__table__  # type: ignore[assignment]
     stmt = insert_for(dialect, table)
+    if unnest:
+        stmt = stmt.from_select(list(unnest), unnested(table, unnest))
     return stmt.on_conflict_do_update(
         index_elements=["phone"],
         set_={"last_seen": stmt.excluded.last_seen, "messages": table.c.messages + stmt.excluded.messages},

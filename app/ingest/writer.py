@@ -22,9 +22,9 @@ from typing import Any, Literal
 
 from sqlalchemy import Connection, Engine, Table, insert, update
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from app.db.dialect import insert_for
+from app.db.dialect import as_arrays, insert_for, unnested
 from app.db.models import InboundMessage, QuarantinedRequest, utcnow
 from app.errors import Conflict, DatabaseUnavailable
 from app.flows.engine import process_new
@@ -63,6 +63,7 @@ class GroupWriter:
         self._acted = False
         # With a synchronous engine (SQLite) each batch runs whole in the writer's own thread.
         self._sync_engine = sync_engine
+        self._pg_conn: AsyncConnection | None = None  # PostgreSQL: the writer's own, across batches
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="smsflows-writer") if sync_engine else None
         self._batch_max = batch_max
         self._queue: asyncio.Queue[_Job] = asyncio.Queue()
@@ -84,6 +85,7 @@ class GroupWriter:
         with contextlib.suppress(asyncio.CancelledError):
             await self._task
         self._task = None
+        await self._drop_pg_connection()
         if self._thread is not None:
             self._thread.shutdown(wait=True)
 
@@ -185,8 +187,47 @@ class GroupWriter:
         if self._sync_engine is not None:
             await self._write_sqlite(messages, quarantined, resolved)
             return
-        async with self._engine.begin() as conn:
-            await conn.run_sync(self._transaction, messages, quarantined, resolved)
+        await self._write_postgres(messages, quarantined, resolved)
+
+    async def _write_postgres(
+        self,
+        messages: list[dict[str, Any]],
+        quarantined: list[dict[str, Any]],
+        resolved: Sequence[tuple[int, str]],
+    ) -> None:
+        """Run the batch on the writer's own connection, kept from one batch to the next.
+
+        A connection from the pool would be pinged on every checkout, which on asyncpg costs
+        three round trips (BEGIN, a query, ROLLBACK) per batch. A connection that died meanwhile
+        (a database restart) is found by the batch itself instead, which then runs once more on
+        a new one: an uncommitted transaction died with its connection, and if it was the
+        commit's answer that got lost the messages are stored already, so the batch adds one
+        delivery to each, as a redelivery from Mobitex would, and flows skip them. A batch that
+        re-ingests quarantined requests is not run again (it would find them resolved by itself).
+        """
+        for attempt in (1, 2):
+            conn = self._pg_conn
+            if conn is None or conn.closed or conn.invalidated:
+                conn = self._pg_conn = await self._engine.connect()
+            try:
+                async with conn.begin():
+                    await conn.run_sync(self._transaction, messages, quarantined, resolved)
+                return
+            except DBAPIError as exc:
+                if not exc.connection_invalidated or attempt == 2 or resolved:
+                    raise
+                log.warning("the writer's database connection was lost; running the batch on a new one")
+                await self._drop_pg_connection()
+            except BaseException:
+                if conn.invalidated:
+                    await self._drop_pg_connection()
+                raise
+
+    async def _drop_pg_connection(self) -> None:
+        conn, self._pg_conn = self._pg_conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                await conn.close()
 
     async def _write_sqlite(
         self,
@@ -227,7 +268,7 @@ class GroupWriter:
         for qid, sms_id in resolved:
             _resolve(conn, qid, sms_id)
         if messages:
-            conn.execute(upsert_statement(conn.dialect.name), messages)
+            _upsert_messages(conn, messages)
         if quarantined:
             conn.execute(insert(QUARANTINE), quarantined)
         if messages and self._flows is not None:
@@ -284,10 +325,21 @@ def _merge_duplicates(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return list(merged.values())
 
 
+def _upsert_messages(conn: Connection, rows: list[dict[str, Any]]) -> None:
+    if conn.dialect.name == "postgresql":  # the batch as one array per column: one execution
+        keys = tuple(rows[0])
+        conn.execute(upsert_statement("postgresql", keys), as_arrays(rows, keys))
+    else:
+        conn.execute(upsert_statement(conn.dialect.name), rows)
+
+
 @functools.cache  # built once per dialect: ``excluded`` costs a proxy per column each time
-def upsert_statement(dialect: str) -> Any:
-    """INSERT of inbound rows where a known sms_id only adds to its delivery count."""
+def upsert_statement(dialect: str, unnest: tuple[str, ...] = ()) -> Any:
+    """INSERT of inbound rows where a known sms_id only adds to its delivery count; with
+    ``unnest`` (PostgreSQL), of rows with those keys sent as arrays (:func:`as_arrays`)."""
     stmt = insert_for(dialect, INBOUND)
+    if unnest:
+        stmt = stmt.from_select(list(unnest), unnested(INBOUND, unnest))
     return stmt.on_conflict_do_update(
         index_elements=["sms_id"],
         set_={
