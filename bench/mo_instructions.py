@@ -2,9 +2,10 @@
 flows and the webhook with a vote flow.
 
 Requests per second on a shared machine swing by a third from one run to the next; instructions
-counted by valgrind's callgrind do not. The service runs under callgrind (about fifty times slower,
-which does not matter here); after a warm-up the counters are zeroed, a fixed number of MO requests
-is sent, and the counters are dumped. Instructions per message, for each service, say what storing a
+counted by valgrind's callgrind do not. The service runs under callgrind, which counts only from the
+end of a warm-up (start-up and warm-up run uninstrumented, several times faster than counted code,
+which is about fifty times slower than native): then a fixed number of MO requests is sent, and the
+counters are dumped. Instructions per message, for each service, say what storing a
 message and counting a vote cost on top of receiving the form (the bare app of ``bench/mo_ingest.py``),
 whatever else the machine is doing. The kernel's share (disk writes, fsync) is not in the count:
 ``bench/mo_ingest.py`` measures wall-clock throughput.
@@ -80,14 +81,27 @@ def measure(target: str, concurrency: int, messages: int, base: Path) -> tuple[f
         served = [str(Path(__file__).resolve().parent / "mo_ingest.py"), "--serve-bare", str(port)]
     else:
         served = ["-m", "app.cli", "serve", "--port", str(port)]
-    command = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable, *served]
+    command = [
+        "valgrind",
+        "--tool=callgrind",
+        "--instr-atstart=no",
+        f"--callgrind-out-file={out}",
+        sys.executable,
+        *served,
+    ]
     env = service_env(database, work / "flows")
-    # Python under callgrind starts in a minute or two, and stops as slowly.
-    with server(command, port, env, ROOT, timeout=600, quiet=True) as proc:
+
+    def control(*options: str) -> None:
+        subprocess.run(["callgrind_control", *options, str(proc.pid)], check=True, capture_output=True)
+
+    # Python under valgrind starts in a minute or two, many more on a busy machine.
+    with server(command, port, env, ROOT, timeout=1800, quiet=True) as proc:
         warm = asyncio.run(send(port, concurrency, 200))
-        subprocess.run(["callgrind_control", "--zero", str(proc.pid)], check=True, capture_output=True)
+        control("--instr=on")
+        control("--zero")
         acknowledged = asyncio.run(send(port, concurrency, messages))
-        subprocess.run(["callgrind_control", "--dump", str(proc.pid)], check=True, capture_output=True)
+        control("--dump")
+        control("--instr=off")  # the shutdown is not counted: let it run at uninstrumented speed
     dumps = [p for p in work.glob("callgrind.out.*") if p.suffix != ".out"]
     if not dumps:
         raise SystemExit(f"callgrind wrote no dump in {work}")
