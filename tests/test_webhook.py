@@ -256,7 +256,7 @@ async def test_oversized_body_is_refused_with_413(service: Service) -> None:
     async with httpx.AsyncClient() as client:
         resp = await client.post(service.mo_url, data=big)
     assert resp.status_code == 413
-    assert f"at most {service.settings.mo_max_body} bytes" in resp.text
+    assert f"over {service.settings.mo_max_body} bytes" in resp.text
     assert await service.scalar("SELECT count(*) FROM inbound_messages") == 0
 
 

@@ -117,7 +117,9 @@ class MoWebhook:
         if body is None:
             log.warning("MO request from %s refused: body over %d bytes", client, self._max_body)
             return _answer(
-                413, f"Payload Too Large: an MO request is at most {self._max_body} bytes; this one is more"
+                413,
+                f"Request Entity Too Large: the body is over {self._max_body} bytes, "
+                "the most an MO request can need",
             )
         try:
             taken = await take(writer, body, content_type, client, received_at, self._max_text)
