@@ -12,13 +12,10 @@ from __future__ import annotations
 
 import os
 import shutil
-import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from litestar.enums import ScopeType
-from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
@@ -64,29 +61,16 @@ def prepare_multiprocess(directory: Path) -> None:
     os.environ[MULTIPROC_ENV] = str(directory)
 
 
-class MoMetrics:
-    """ASGI middleware counting the webhook's answers by status and timing them."""
+_MO_ANSWERED: dict[int, Counter] = {}  # status -> its child of MO_ANSWERS, looked up once per status
 
-    def __init__(self, app: ASGIApp, mo_path: str) -> None:
-        self.app, self.mo_path = app, mo_path
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != ScopeType.HTTP or scope["path"] != self.mo_path:
-            await self.app(scope, receive, send)
-            return
-        started, status = time.perf_counter(), 500
-
-        async def sending(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, sending)
-        finally:
-            MO_ANSWERS.labels(str(status)).inc()
-            MO_SECONDS.observe(time.perf_counter() - started)
+def observe_mo(status: int, seconds: float) -> None:
+    """Called by the webhook once it has answered a request."""
+    answered = _MO_ANSWERED.get(status)
+    if answered is None:
+        answered = _MO_ANSWERED[status] = MO_ANSWERS.labels(str(status))
+    answered.inc()
+    MO_SECONDS.observe(seconds)
 
 
 def _mobitex_codes(conn: Connection) -> dict[str, int]:

@@ -1,11 +1,14 @@
-"""MO ingest cost in CPU instructions per message: the webhook without flows and with a vote flow.
+"""MO ingest cost in CPU instructions per message: a bare form-parsing endpoint, the webhook without
+flows and the webhook with a vote flow.
 
 Requests per second on a shared machine swing by a third from one run to the next; instructions
-counted by valgrind's callgrind do not. The service runs under callgrind (about fifty times slower,
-which does not matter here); after a warm-up the counters are zeroed, a fixed number of MO requests
-is sent, and the counters are dumped. Instructions per message, for both services, say what a vote
-costs on top of storing a message, whatever else the machine is doing. The kernel's share (disk
-writes, fsync) is not in the count: ``bench/mo_ingest.py`` measures wall-clock throughput.
+counted by valgrind's callgrind do not. The service runs under callgrind, which counts only from the
+end of a warm-up (start-up and warm-up run uninstrumented, several times faster than counted code,
+which is about fifty times slower than native): then a fixed number of MO requests is sent, and the
+counters are dumped. Instructions per message, for each service, say what storing a
+message and counting a vote cost on top of receiving the form (the bare app of ``bench/mo_ingest.py``),
+whatever else the machine is doing. The kernel's share (disk writes, fsync) is not in the count:
+``bench/mo_ingest.py`` measures wall-clock throughput.
 
     .venv/bin/python bench/mo_instructions.py [--messages 2000] [--concurrency 1,8,32]
 
@@ -36,6 +39,7 @@ from mo_ingest import (
 )
 
 ROOT = Path(__file__).resolve().parent.parent
+TARGETS = ("bare", "mo", "vote")
 
 
 async def send(port: int, concurrency: int, total: int) -> int:
@@ -64,7 +68,8 @@ async def send(port: int, concurrency: int, total: int) -> int:
 
 
 def measure(target: str, concurrency: int, messages: int, base: Path) -> tuple[float, bool]:
-    """Instructions per message of one service, and whether every 200 is a stored row."""
+    """Instructions per message of one service (``bare``, ``mo`` or ``vote``), and whether every
+    request was answered 200 and, for the webhook, every 200 is a stored row."""
     work = base / f"{target}-{concurrency}"
     (work / "flows").mkdir(parents=True)
     if target == "vote":
@@ -72,30 +77,39 @@ def measure(target: str, concurrency: int, messages: int, base: Path) -> tuple[f
     database = work / "smsflows.db"
     port = free_port()
     out = work / "callgrind.out"
+    if target == "bare":
+        served = [str(Path(__file__).resolve().parent / "mo_ingest.py"), "--serve-bare", str(port)]
+    else:
+        served = ["-m", "app.cli", "serve", "--port", str(port)]
     command = [
         "valgrind",
         "--tool=callgrind",
+        "--instr-atstart=no",
         f"--callgrind-out-file={out}",
         sys.executable,
-        "-m",
-        "app.cli",
-        "serve",
-        "--port",
-        str(port),
+        *served,
     ]
     env = service_env(database, work / "flows")
-    # Python under callgrind starts in a minute or two, and stops as slowly.
-    with server(command, port, env, ROOT, timeout=600, quiet=True) as proc:
+
+    def control(*options: str) -> None:
+        subprocess.run(["callgrind_control", *options, str(proc.pid)], check=True, capture_output=True)
+
+    # Python under valgrind starts in a minute or two, many more on a busy machine.
+    with server(command, port, env, ROOT, timeout=1800, quiet=True) as proc:
         warm = asyncio.run(send(port, concurrency, 200))
-        subprocess.run(["callgrind_control", "--zero", str(proc.pid)], check=True, capture_output=True)
+        control("--instr=on")
+        control("--zero")
         acknowledged = asyncio.run(send(port, concurrency, messages))
-        subprocess.run(["callgrind_control", "--dump", str(proc.pid)], check=True, capture_output=True)
+        control("--dump")
+        control("--instr=off")  # the shutdown is not counted: let it run at uninstrumented speed
     dumps = [p for p in work.glob("callgrind.out.*") if p.suffix != ".out"]
     if not dumps:
         raise SystemExit(f"callgrind wrote no dump in {work}")
     summary = next(
         int(line.split()[1]) for line in dumps[0].read_text().splitlines() if line.startswith("summary:")
     )
+    if target == "bare":
+        return summary / messages, warm + acknowledged == 200 + messages
     rows, held, _votes = count_rows(database)
     return summary / messages, rows == warm + acknowledged == 200 + messages and held == 0
 
@@ -111,20 +125,29 @@ def main() -> None:
         raise SystemExit("valgrind is not installed: `apt install valgrind`, then run this again")
     levels = [int(c) for c in args.concurrency.split(",")]
     print(f"service: 1 uvicorn worker under callgrind, SQLite; {args.messages} MO requests counted per run\n")
-    print(f"{'conc':>5}{'no flows':>14}{'vote flow':>14}{'no flows / vote':>18}")
+    print(
+        f"{'conc':>5}{'bare':>12}{'no flows':>12}{'vote flow':>12}"
+        f"{'no flows/bare':>15}{'vote/bare':>11}{'vote/no flows':>15}"
+    )
     good = True
     with tempfile.TemporaryDirectory(prefix="smsflows-instructions-") as tmp:
         base = Path(tmp)
         for concurrency in levels:
-            # Both services at once: each is counted alone, whatever the other one is doing.
-            with ThreadPoolExecutor(2) as pool:
-                runs = [pool.submit(measure, t, concurrency, args.messages, base) for t in ("mo", "vote")]
-                (mo, mo_ok), (vote, vote_ok) = (r.result() for r in runs)
-            good &= mo_ok and vote_ok
-            print(f"{concurrency:>5}{mo / 1e6:>12.3f} M{vote / 1e6:>12.3f} M{mo / vote:>18.2f}")
-    print("\ninstructions per message; the last column is the throughput ratio these counts predict")
+            # All three at once: each is counted alone, whatever the others are doing.
+            with ThreadPoolExecutor(3) as pool:
+                runs = [pool.submit(measure, t, concurrency, args.messages, base) for t in TARGETS]
+                (bare, bare_ok), (mo, mo_ok), (vote, vote_ok) = (r.result() for r in runs)
+            good &= bare_ok and mo_ok and vote_ok
+            print(
+                f"{concurrency:>5}{bare / 1e6:>10.3f} M{mo / 1e6:>10.3f} M{vote / 1e6:>10.3f} M"
+                f"{bare / mo:>15.2f}{bare / vote:>11.2f}{mo / vote:>15.2f}"
+            )
+    print(
+        "\ninstructions per message; the ratios are throughput ratios as bench/mo_ingest.py prints them,\n"
+        "predicted from the counts (vote/bare = bare instructions / vote instructions)"
+    )
     if not good:
-        raise SystemExit("MISMATCH: stored rows differ from the 200 answers")
+        raise SystemExit("MISMATCH: a request was not answered 200, or stored rows differ from the 200s")
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 
-from app.ingest.allowlist import client_address, is_allowed
+from app.ingest.allowlist import Allowlist, client_address, is_allowed
 
 MOBITEX = (ipaddress.ip_network("213.5.10.19/32"), ipaddress.ip_network("213.5.10.22/32"))
 PROXIES = (ipaddress.ip_network("10.0.0.0/8"),)
@@ -39,3 +39,18 @@ def test_allowlist_accepts_only_listed_addresses_and_ranges() -> None:
     assert not is_allowed("213.5.10.20", MOBITEX)
     assert is_allowed("10.1.2.3", PROXIES)
     assert not is_allowed("2001:db8::1", MOBITEX)
+
+
+def test_allowlist_judges_behind_proxies_and_remembers_within_its_bound() -> None:
+    door = Allowlist(MOBITEX, PROXIES)
+    for _ in range(2):  # the second round answers from memory, and must say the same
+        assert door.judge("213.5.10.19", None) == ("213.5.10.19", True)
+        assert door.judge("10.0.0.1", "213.5.10.22") == ("213.5.10.22", True)
+        assert door.judge("10.0.0.1", "213.5.10.22, 6.6.6.6") == ("6.6.6.6", False)
+        assert door.judge("6.6.6.6", "213.5.10.19") == ("6.6.6.6", False)
+        assert door.judge("10.0.0.1", "not-an-ip") == (None, False)
+        assert door.judge(None, None) == (None, False)
+    for n in range(Allowlist.MEMORY * 2):  # forged headers by the thousand: the memory stays bounded
+        assert door.judge("6.6.6.6", f"10.0.{n // 256 % 256}.{n % 256}") == ("6.6.6.6", False)
+    assert len(door._judged) <= Allowlist.MEMORY
+    assert door.judge("213.5.10.22", "1.1.1.1") == ("213.5.10.22", True)

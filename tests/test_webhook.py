@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from urllib.parse import quote_from_bytes
+import re
+from collections.abc import AsyncIterator
+from urllib.parse import quote_from_bytes, urlencode
 
 import asyncpg
 import httpx
@@ -13,9 +15,15 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from app.db.engine import create_engine
+from app.ingest import webhook
 from tests.conftest import Service, _pg_dsn, make_settings, mo_form, start_service
 
 FORM = "application/x-www-form-urlencoded"
+
+
+def _count(metrics: str, sample: str) -> float:
+    found = re.search(rf"^{re.escape(sample)} (\S+)$", metrics, re.M)
+    return float(found[1]) if found else 0.0
 
 
 async def test_valid_message_is_stored_with_every_field(service: Service) -> None:
@@ -248,7 +256,77 @@ async def test_oversized_body_is_refused_with_413(service: Service) -> None:
     async with httpx.AsyncClient() as client:
         resp = await client.post(service.mo_url, data=big)
     assert resp.status_code == 413
+    assert f"over {service.settings.mo_max_body} bytes" in resp.text
     assert await service.scalar("SELECT count(*) FROM inbound_messages") == 0
+
+
+async def test_oversized_chunked_body_without_a_length_is_refused_with_413(service: Service) -> None:
+    """A body sent in chunks announces no length: the limit holds on the bytes that arrive."""
+    body = urlencode(mo_form(text="x" * (service.settings.mo_max_body + 10))).encode()
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for start in range(0, len(body), 4096):
+            yield body[start : start + 4096]
+
+    async with httpx.AsyncClient() as client:
+        resp = await client.post(service.mo_url, content=chunks(), headers={"Content-Type": FORM})
+        assert resp.status_code == 413
+        small = urlencode(mo_form()).encode()
+
+        async def one_chunk() -> AsyncIterator[bytes]:
+            yield small
+
+        resp = await client.post(service.mo_url, content=one_chunk(), headers={"Content-Type": FORM})
+    assert resp.status_code == 200  # a chunked body within the limit is an ordinary MO
+    assert await service.scalar("SELECT count(*) FROM inbound_messages") == 1
+    assert await service.scalar("SELECT count(*) FROM quarantine") == 0
+
+
+async def test_other_methods_on_the_webhook_path_get_405(service: Service) -> None:
+    async with httpx.AsyncClient() as client:
+        resp = await client.get(service.mo_url)
+    assert resp.status_code == 405
+    assert "POST" in resp.headers["allow"]
+
+
+async def test_a_client_gone_before_its_body_arrived_leaves_nothing_behind(
+    service: Service, caplog: pytest.LogCaptureFixture
+) -> None:
+    host, port = service.base_url.removeprefix("http://").split(":")
+    _, writer = await asyncio.open_connection(host, int(port))
+    writer.write(
+        f"POST {service.settings.mo_path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: {FORM}\r\n"
+        "Content-Length: 500\r\n\r\nnumber=70120&sen".encode()
+    )
+    await writer.drain()
+    writer.close()
+    await writer.wait_closed()
+    await asyncio.sleep(0.2)
+    async with httpx.AsyncClient() as client:
+        assert (await client.post(service.mo_url, data=mo_form())).status_code == 200
+    assert await service.scalar("SELECT count(*) FROM inbound_messages") == 1
+    assert await service.scalar("SELECT count(*) FROM quarantine") == 0
+    assert not [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+async def test_an_unexpected_failure_is_a_clean_500_logged_and_counted(
+    service: Service, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(webhook, "take", broken)
+    answered = 'smsflows_mo_requests_total{status="500"}'
+    before = (await service.api.get("/metrics")).text
+    async with httpx.AsyncClient() as client:
+        resp = await client.post(service.mo_url, data=mo_form())
+    assert resp.status_code == 500
+    assert resp.text == "Internal Server Error: the error is logged with its details; try again later\n"
+    assert "disk on fire" not in resp.text
+    logged = [r for r in caplog.records if r.getMessage() == "unhandled RuntimeError on the MO webhook"]
+    assert logged and logged[0].exc_info is not None
+    after = (await service.api.get("/metrics")).text
+    assert _count(after, answered) - _count(before, answered) == 1
 
 
 async def test_text_over_the_limit_is_quarantined(service: Service) -> None:

@@ -57,3 +57,30 @@ def is_allowed(address: str | None, allowed: tuple[IPNetwork, ...]) -> bool:
         return False
     addr = _parse(address)
     return addr is not None and _within(addr, allowed)
+
+
+class Allowlist:
+    """The webhook's door: who a request comes from, and whether that address may post MO messages.
+
+    Mobitex posts from a handful of addresses, so the same (peer, X-Forwarded-For) pair comes back
+    request after request: each pair is judged once and remembered. The memory is bounded, since a
+    client may write anything into X-Forwarded-For; when full it starts again from empty.
+    """
+
+    MEMORY = 4096
+
+    def __init__(self, allowed: tuple[IPNetwork, ...], proxies: tuple[IPNetwork, ...]) -> None:
+        self._allowed, self._proxies = allowed, proxies
+        self._judged: dict[tuple[str | None, str | None], tuple[str | None, bool]] = {}
+
+    def judge(self, peer: str | None, forwarded_for: str | None) -> tuple[str | None, bool]:
+        """The client address (None if unreadable) and whether it is allowed."""
+        key = (peer, forwarded_for)
+        verdict = self._judged.get(key)
+        if verdict is None:
+            client = client_address(peer, forwarded_for, self._proxies)
+            verdict = (client, is_allowed(client, self._allowed))
+            if len(self._judged) >= self.MEMORY:
+                self._judged.clear()
+            self._judged[key] = verdict
+        return verdict

@@ -53,13 +53,16 @@ class RefusedBody(InvalidMessage):
     """A body no Mobitex MO can be (a form nested in a form, hundreds of parts): kept raw, refused."""
 
 
+_PUNCTUATION = re.compile(r"[\s\-().]")
+
+
 def normalise_number(value: str) -> str:
     """``+48 600-123-456``, ``0048600123456`` and ``600123456`` all become ``48600123456``.
 
     Nine digits is a Polish national number (Mobitex is a Polish gateway), so ``48`` is put in
     front; short codes such as ``70120`` are left as they are.
     """
-    digits = re.sub(r"[\s\-().]", "", value)
+    digits = value if value.isdigit() else _PUNCTUATION.sub("", value)  # Mobitex sends bare digits
     if digits.startswith("+"):
         digits = digits[1:]
     elif digits.startswith("00"):
@@ -90,6 +93,8 @@ def _pick_charset(values: list[bytes], declared: str | None) -> str:
     win only where their reading is clearly more Polish.
     """
     codec = _KNOWN_CHARSETS.get((declared or "").lower())
+    if all(v.isascii() for v in values):  # every candidate reads ASCII alike, and scores nothing
+        return codec or "utf-8"
     if codec is not None and _decoded(values, codec) is not None:
         return codec
     best, best_score = "iso-8859-2", None  # ISO-8859-2 decodes any byte: the last resort
@@ -149,6 +154,12 @@ def _multipart_pairs(body: bytes, boundary: str) -> list[tuple[bytes, bytes, str
     return pairs
 
 
+def _unquoted(raw: bytes) -> bytes:
+    if b"%" not in raw and b"+" not in raw:  # most fields (digits, ids) have nothing to decode
+        return raw
+    return unquote_to_bytes(raw.replace(b"+", b" "))
+
+
 def _urlencoded_pairs(body: bytes) -> list[tuple[bytes, bytes]]:
     """Split a form body into raw byte pairs, percent-decoding without assuming a charset."""
     pairs = []
@@ -156,7 +167,7 @@ def _urlencoded_pairs(body: bytes) -> list[tuple[bytes, bytes]]:
         if not chunk.strip():
             continue
         key, _, value = chunk.partition(b"=")
-        pairs.append((unquote_to_bytes(key.replace(b"+", b" ")), unquote_to_bytes(value.replace(b"+", b" "))))
+        pairs.append((_unquoted(key), _unquoted(value)))
     return pairs
 
 
