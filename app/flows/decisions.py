@@ -12,7 +12,7 @@ from typing import Any
 import msgspec
 from sqlalchemy import Connection, Table, bindparam, insert, select, update
 
-from app.db.dialect import insert_for, insert_rows
+from app.db.dialect import execute_rows, insert_for, insert_rows
 from app.db.models import Contact, FlowEvent, InboundMessage, OutboxMessage
 from app.flows.kinds.base import Context, Inbound, Outcome
 from app.flows.loader import LoadedFlow
@@ -81,9 +81,9 @@ class Decisions:
         for event, reply in self.reply_of_event.items():
             self.events[event]["reply_ext_id"] = self.replies[reply]["ext_id"]
         if self.events:
-            conn.execute(_EVENT, self.events)
+            execute_rows(conn, _EVENT, self.events)
         if self.finishes:
-            conn.execute(_FINISH, self.finishes)
+            execute_rows(conn, _FINISH, self.finishes)
 
     def _hold_back(self, conn: Connection, replies_per_day: int) -> None:
         """Drop the replies the reply limits hold back; their events become ``suppressed``."""
@@ -165,7 +165,8 @@ def touch_contacts(conn: Connection, phones: list[str], now: datetime) -> None:
     counts: dict[str, int] = {}
     for p in phones:
         counts[p] = counts.get(p, 0) + 1
-    conn.execute(
+    execute_rows(
+        conn,
         _contacts_upsert(conn.dialect.name),
         [
             {"phone": p, "first_seen": now, "last_seen": now, "messages": n, "opted_out_at": None}

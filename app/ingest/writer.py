@@ -24,7 +24,7 @@ from sqlalchemy import Connection, Engine, Table, insert, update
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.db.dialect import insert_for
+from app.db.dialect import execute_rows, insert_for
 from app.db.models import InboundMessage, QuarantinedRequest, utcnow
 from app.errors import Conflict, DatabaseUnavailable
 from app.flows.engine import process_new
@@ -227,7 +227,7 @@ class GroupWriter:
         for qid, sms_id in resolved:
             _resolve(conn, qid, sms_id)
         if messages:
-            conn.execute(upsert_statement(conn.dialect.name), messages)
+            execute_rows(conn, upsert_statement(conn.dialect.name), messages)
         if quarantined:
             conn.execute(insert(QUARANTINE), quarantined)
         if messages and self._flows is not None:
