@@ -274,13 +274,18 @@ def message_row(
 def _merge_duplicates(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Fold repeated sms_ids of one batch into one row; PostgreSQL refuses to upsert a key twice."""
     merged: dict[str, dict[str, Any]] = {}
+    copied: set[str] = set()  # a job's own row stays as it came: a retry one by one rebuilds from it
     for row in rows:
-        seen = merged.get(row["sms_id"])
+        sms_id = row["sms_id"]
+        seen = merged.get(sms_id)
         if seen is None:
-            merged[row["sms_id"]] = dict(row)
-        else:
-            seen["deliveries"] += 1
-            seen["last_received_at"] = max(seen["last_received_at"], row["last_received_at"])
+            merged[sms_id] = row
+            continue
+        if sms_id not in copied:
+            copied.add(sms_id)
+            seen = merged[sms_id] = dict(seen)
+        seen["deliveries"] += 1
+        seen["last_received_at"] = max(seen["last_received_at"], row["last_received_at"])
     return list(merged.values())
 
 
