@@ -13,7 +13,7 @@ from app.db.engine import create_engine
 from app.db.migrate import upgrade
 from app.db.models import utcnow
 from app.errors import Conflict, DatabaseUnavailable
-from app.ingest.writer import GroupWriter
+from app.ingest.writer import GroupWriter, _merge_duplicates
 from app.mobitex.mo_form import parse_mo
 from tests.conftest import Service, make_settings, mo_form
 
@@ -103,3 +103,21 @@ async def test_a_message_repaired_from_a_request_no_longer_held_is_refused_alone
     assert (
         await svc.scalar("SELECT deliveries FROM inbound_messages WHERE sms_id = :s", s=repaired.sms_id) == 1
     )
+
+
+def test_folding_duplicates_leaves_each_requests_own_row_as_it_came() -> None:
+    # A batch that fails is retried request by request from these rows: folding must not have
+    # added the neighbours' deliveries to them.
+    first, later = utcnow(), utcnow()
+    rows = [
+        {"sms_id": "a" * 32, "deliveries": 1, "last_received_at": first},
+        {"sms_id": "b" * 32, "deliveries": 1, "last_received_at": first},
+        {"sms_id": "a" * 32, "deliveries": 1, "last_received_at": later},
+    ]
+    before = [dict(r) for r in rows]
+    merged = _merge_duplicates(rows)
+    assert rows == before
+    assert [(m["sms_id"][0], m["deliveries"], m["last_received_at"]) for m in merged] == [
+        ("a", 2, later),
+        ("b", 1, first),
+    ]

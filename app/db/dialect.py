@@ -8,7 +8,7 @@ import operator
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import Connection, Insert, Select, Table, bindparam, column, func, insert, select
+from sqlalchemy import Connection, Executable, Insert, Select, Table, bindparam, column, func, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.dml import ReturningInsert
 
@@ -34,17 +34,25 @@ def insert_rows(
     conn: Connection, table: Table, rows: list[dict[str, Any]], *, or_nothing: bool = False
 ) -> int:
     """Insert many rows that all have the same keys; returns how many went in where the driver
-    tells (SQLite), else -1. With ``or_nothing`` a row whose unique key is taken is skipped.
-
-    On SQLite the statement is compiled once and run with plain tuples, each value passed
-    through its column's own bind processor: SQLAlchemy's general per-row parameter handling
-    costs more than SQLite's insert itself on the MO path, where a vote adds a vote row and
-    a reply row to every message.
-    """
+    tells (SQLite), else -1. With ``or_nothing`` a row whose unique key is taken is skipped."""
     if conn.dialect.name != "sqlite":
         stmt = _insert_or_nothing(conn.dialect.name, table) if or_nothing else _insert(table)
         return int(conn.execute(stmt, rows).rowcount)
-    sql, values = _sqlite_insert(table, tuple(rows[0]), or_nothing)
+    return execute_rows(conn, _insert_or_nothing("sqlite", table) if or_nothing else _insert(table), rows)
+
+
+def execute_rows(conn: Connection, stmt: Executable, rows: list[dict[str, Any]]) -> int:
+    """Run one statement for many parameter rows that all have the same keys; returns the
+    driver's row count (-1 where it does not tell).
+
+    On SQLite the statement is compiled once (per statement object: pass one built once) and
+    run with plain tuples, each value passed through its parameter's own bind processor:
+    SQLAlchemy's general per-row parameter handling costs more than SQLite's own work on the
+    MO path, where every message adds an inbound row, a vote, a reply, an event and a status.
+    """
+    if conn.dialect.name != "sqlite":
+        return int(conn.execute(stmt, rows).rowcount)
+    sql, values = _sqlite_compiled(stmt, tuple(rows[0]))
     params = [tuple([value(row) for value in values]) for row in rows]
     return int(conn.exec_driver_sql(sql, params).rowcount)
 
@@ -96,27 +104,28 @@ def _insert(table: Table) -> Insert:
 
 
 @functools.lru_cache(maxsize=64)
-def _sqlite_insert(
-    table: Table, keys: tuple[str, ...], or_nothing: bool
+def _sqlite_compiled(
+    stmt: Executable, keys: tuple[str, ...]
 ) -> tuple[str, list[Callable[[dict[str, Any]], Any]]]:
     """The SQL text for rows with ``keys``, and per placeholder how to get its value from a row."""
-    dialect = sqlite.dialect()
-    stmt = sqlite.insert(table)
-    compiled = (stmt.on_conflict_do_nothing() if or_nothing else stmt).compile(
-        dialect=dialect, column_keys=list(keys)
-    )
+    compiled = stmt.compile(dialect=_SQLITE, column_keys=list(keys))  # type: ignore[attr-defined]
+    table = getattr(stmt, "table", None)
     values: list[Callable[[dict[str, Any]], Any]] = []
     for name in compiled.positiontup or ():
-        column = table.c[name]
         if name in keys:
-            values.append(_getter(name, column.type.bind_processor(dialect)))
+            values.append(_getter(name, compiled.binds[name].type.bind_processor(_SQLITE)))
             continue
-        # Not in the rows: a column with a Python-side default, which SQLAlchemy would fill in.
-        default = column.default
+        # Not in the rows: an inserted column with a Python-side default, which SQLAlchemy
+        # would fill in.
+        column = table.c[name] if table is not None and name in table.c else None
+        default = column.default if column is not None else None
         if default is None or not default.is_scalar:
-            raise ValueError(f"{table.name}.{name}: the rows must give it (it has no constant default)")
-        values.append(_constant(default.arg))  # type: ignore[attr-defined]
+            raise ValueError(f"{name}: the rows must give it (it has no constant default)")
+        values.append(_constant(default.arg))
     return str(compiled), values
+
+
+_SQLITE = sqlite.dialect()
 
 
 def _getter(name: str, process: Callable[[Any], Any] | None) -> Callable[[dict[str, Any]], Any]:

@@ -37,6 +37,9 @@ OUTBOX_STATUSES = ("queued", "sending", "sent", "failed", "dry-run", "unknown")
 TIMEOUT_POLICIES = ("retry", "hold")
 
 
+_MEMO_SIZE = 256  # distinct datetimes whose SQLite text is remembered, per bind processor
+
+
 class UTCDateTime(TypeDecorator[datetime]):
     """Timezone-aware UTC datetimes on every backend (SQLite stores them naive)."""
 
@@ -56,11 +59,24 @@ class UTCDateTime(TypeDecorator[datetime]):
         if dialect.name != "sqlite":
             return super().bind_processor(dialect)
 
+        # An MO batch binds about nine datetimes per message, nearly all of them the batch's
+        # one "now" or its messages' arrival: each distinct value is formatted once.
+        memo: dict[datetime, str] = {}
+
         def to_text(value: datetime | None) -> str | None:
             # The text SQLAlchemy's SQLite DATETIME would write, in one C call instead of a
-            # Python format per value: an MO batch binds about nine datetimes per message.
-            naive = self.process_bind_param(value, dialect)
-            return None if naive is None else naive.isoformat(" ", "microseconds")
+            # Python format per value.
+            if value is None:
+                return None
+            text = memo.get(value)
+            if text is None:
+                naive = self.process_bind_param(value, dialect)
+                assert naive is not None
+                text = naive.isoformat(" ", "microseconds")
+                if len(memo) >= _MEMO_SIZE:
+                    memo.clear()
+                memo[value] = text
+            return text
 
         return to_text
 

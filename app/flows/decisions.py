@@ -12,7 +12,7 @@ from typing import Any
 import msgspec
 from sqlalchemy import Connection, Table, bindparam, insert, select, update
 
-from app.db.dialect import as_arrays, insert_for, insert_rows, unnested
+from app.db.dialect import as_arrays, execute_rows, insert_for, insert_rows, unnested
 from app.db.models import Contact, FlowEvent, InboundMessage, OutboxMessage
 from app.flows.decisions_postgres import write_decisions
 from app.flows.kinds.base import Context, Inbound, Outcome
@@ -85,9 +85,9 @@ class Decisions:
         if self.replies:
             insert_rows(conn, OUTBOX, self.replies)
         if self.events:
-            conn.execute(_EVENT, self.events)
+            execute_rows(conn, _EVENT, self.events)
         if self.finishes:
-            conn.execute(_FINISH, self.finishes)
+            execute_rows(conn, _FINISH, self.finishes)
 
     def _hold_back(self, conn: Connection, replies_per_day: int) -> None:
         """Drop the replies the reply limits hold back; their events become ``suppressed``."""
@@ -179,7 +179,7 @@ def touch_contacts(conn: Connection, phones: list[str], now: datetime) -> None:
     if postgres:
         conn.execute(_contacts_upsert("postgresql", _CONTACT_KEYS), as_arrays(rows, _CONTACT_KEYS))
     else:
-        conn.execute(_contacts_upsert(conn.dialect.name), rows)
+        execute_rows(conn, _contacts_upsert(conn.dialect.name), rows)
 
 
 _CONTACT_KEYS = ("phone", "first_seen", "last_seen", "messages", "opted_out_at")

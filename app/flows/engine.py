@@ -66,14 +66,19 @@ def process_new(
     if not rows:
         return {}
     decisions = Decisions(utcnow())
+    msgs: list[Inbound] = []
+    first_time: set[int] = set()  # messages seen for the first time, not replayed
+    for row in rows:  # by position: a Row's attributes cost a failed lookup each
+        msg = Inbound(*row[:-1])
+        msgs.append(msg)
+        if row[-1] == "received":
+            first_time.add(msg.id)
     # A replayed message was counted when it first came in; only new ones add to their contact.
-    fresh = [r.sender for r in rows if r.status == "received"]
-    if fresh:
-        touch_contacts(conn, fresh, decisions.now)
+    if first_time:
+        touch_contacts(conn, [m.sender for m in msgs if m.id in first_time], decisions.now)
     results = {}
-    msgs = [Inbound(r.id, r.sms_id, r.number, r.sender, r.text, r.time, r.ext_id) for r in rows]
     # Answers to sent messages are linked to them whether or not a flow acts on them.
-    answered = correlate(conn, msgs, {r.id for r in rows if r.status == "received"}, decisions.now)
+    answered = correlate(conn, msgs, first_time, decisions.now)
     # Optimistic: the whole batch under one SAVEPOINT. Only if a flow raises is the batch rolled
     # back to it and done again with a SAVEPOINT per message, so that one failure stays alone.
     try:

@@ -7,6 +7,7 @@ mapped by hand), punctuation stripped from both ends of each word.
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
@@ -30,7 +31,12 @@ def fold(word: str) -> str:
 
 def words(text: str) -> list[str]:
     """The folded words of a message; ``GLOS:A`` is two words."""
-    return [w for w in (fold(part) for part in _SEPARATORS.split(text)) if w]
+    return list(_words(text))
+
+
+@functools.lru_cache(maxsize=4096)  # during a vote most messages are one of a few texts
+def _words(text: str) -> tuple[str, ...]:
+    return tuple(w for w in (fold(part) for part in _SEPARATORS.split(text)) if w)
 
 
 def rest_after_first_word(text: str) -> str:

@@ -18,9 +18,8 @@ database row decides, so two writers (``--workers N``) cannot both let the same 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime, time, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, Table, case, delete, select, tuple_
 
@@ -35,8 +34,7 @@ DAY = "*day"  # the scope of the daily count: no flow id can be it
 _TABLE: Table = ReplyAllowance.__table__  # type: ignore[assignment]
 
 
-@dataclass(frozen=True)
-class Candidate:
+class Candidate(NamedTuple):  # one per reply-queuing decision: a tuple is built the cheapest
     """A flow's decision that would queue ``replies`` SMS to ``phone``."""
 
     phone: str

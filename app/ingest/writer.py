@@ -24,7 +24,7 @@ from sqlalchemy import Connection, Engine, Table, insert, update
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from app.db.dialect import as_arrays, insert_for, unnested
+from app.db.dialect import as_arrays, execute_rows, insert_for, unnested
 from app.db.models import InboundMessage, QuarantinedRequest, utcnow
 from app.errors import Conflict, DatabaseUnavailable
 from app.flows.engine import process_new
@@ -315,13 +315,18 @@ def message_row(
 def _merge_duplicates(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Fold repeated sms_ids of one batch into one row; PostgreSQL refuses to upsert a key twice."""
     merged: dict[str, dict[str, Any]] = {}
+    copied: set[str] = set()  # a job's own row stays as it came: a retry one by one rebuilds from it
     for row in rows:
-        seen = merged.get(row["sms_id"])
+        sms_id = row["sms_id"]
+        seen = merged.get(sms_id)
         if seen is None:
-            merged[row["sms_id"]] = dict(row)
-        else:
-            seen["deliveries"] += 1
-            seen["last_received_at"] = max(seen["last_received_at"], row["last_received_at"])
+            merged[sms_id] = row
+            continue
+        if sms_id not in copied:
+            copied.add(sms_id)
+            seen = merged[sms_id] = dict(seen)
+        seen["deliveries"] += 1
+        seen["last_received_at"] = max(seen["last_received_at"], row["last_received_at"])
     return list(merged.values())
 
 
@@ -330,7 +335,7 @@ def _upsert_messages(conn: Connection, rows: list[dict[str, Any]]) -> None:
         keys = tuple(rows[0])
         conn.execute(upsert_statement("postgresql", keys), as_arrays(rows, keys))
     else:
-        conn.execute(upsert_statement(conn.dialect.name), rows)
+        execute_rows(conn, upsert_statement(conn.dialect.name), rows)
 
 
 @functools.cache  # built once per dialect: ``excluded`` costs a proxy per column each time
