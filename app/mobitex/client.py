@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Sequence
 from decimal import Decimal
 from types import TracebackType
 from typing import Literal
-from urllib.parse import urlencode
+from urllib.parse import quote_plus, urlencode
 
 import httpx
 import msgspec
@@ -22,6 +22,7 @@ from app.errors import GatewayError, GatewayNoAnswer, PermanentGatewayError, Tra
 from app.mobitex.encoding import check_fits
 from app.mobitex.mo_form import normalise_number
 from app.mobitex.statuses import Outcome, Status, describe
+from app.mobitex.transport import FormPost, KeepAliveTransport
 
 log = logging.getLogger("smsflows.mobitex")
 
@@ -65,7 +66,8 @@ class MobitexClient:
     Only the MD5 of the password is kept (it is what Mobitex takes), and neither appears in logs.
     Pass ``http`` to share a connection pool; otherwise the client owns one (close it, or use
     ``async with``). With ``transport`` (the dispatcher's), sends go straight to it, past the
-    client's cookie, redirect and hook handling that sms.php needs none of.
+    client's cookie, redirect and hook handling that sms.php needs none of, and the account's fields
+    are form-encoded once: a send encodes only its numbers and text.
     """
 
     def __init__(
@@ -76,7 +78,7 @@ class MobitexClient:
         sender: str | None = None,
         http: httpx.AsyncClient | None = None,
         timeout: float = 10.0,
-        transport: httpx.AsyncBaseTransport | None = None,
+        transport: KeepAliveTransport | None = None,
     ) -> None:
         self.url = httpx.URL(base_url)
         folder = self.url.path.rsplit("/", 1)[0]
@@ -88,7 +90,9 @@ class MobitexClient:
         self._owns_http = http is None
         self._timeout = httpx.Timeout(timeout)
         self._transport = transport
-        self._direct = {"timeout": self._timeout.as_dict()}
+        self._form = FormPost(self.url, FORM, timeout)
+        account = {"user": user, "pass": self._pass} | ({"from": sender} if sender else {})
+        self._account = urlencode(account, encoding="utf-8").encode("ascii")
         _hide_password_in_httpx_log()
 
     def __repr__(self) -> str:
@@ -182,21 +186,17 @@ class MobitexClient:
         normalised: bool = False,
     ) -> list[SendResult]:
         measured = check_fits(text)  # Mobitex's 3-part ceiling, whatever type is asked for
-        fields = {
-            "user": self.user,
-            "pass": self._pass,
-            "type": type or measured.mobitex_type,
-            "number": ",".join(numbers if normalised else map(normalise_number, numbers)),
-            "text": text,
-        }
-        if self.sender:
-            fields["from"] = self.sender
-        if ext_id:
-            fields["ext_id"] = ext_id
-        content = urlencode(fields, encoding="utf-8").encode("ascii")
+        kind = type or measured.mobitex_type
+        number = ",".join(numbers if normalised else map(normalise_number, numbers))
         if self._transport is not None:
-            body = await self._post_direct(self._transport, content)
+            body = await self._post_direct(self._transport, self._content(kind, number, text, ext_id))
         else:
+            fields = {"user": self.user, "pass": self._pass, "type": kind, "number": number, "text": text}
+            if self.sender:
+                fields["from"] = self.sender
+            if ext_id:
+                fields["ext_id"] = ext_id
+            content = urlencode(fields, encoding="utf-8").encode("ascii")
             body = await self._request("POST", self.url, content=content, headers={"Content-Type": FORM})
         results = parse_answer(body)
         if results is None:
@@ -206,10 +206,15 @@ class MobitexClient:
                 log.debug("sms.php %s: status %s, id %s", result.number, result.status, result.message_id)
         return results
 
-    async def _post_direct(self, transport: httpx.AsyncBaseTransport, content: bytes) -> str:
-        headers = {"Content-Type": FORM}
-        request = httpx.Request("POST", self.url, content=content, headers=headers, extensions=self._direct)
-        return await self._exchange(self.url, transport.handle_async_request(request))
+    def _content(self, kind: str, number: str, text: str, ext_id: str | None) -> bytes:
+        """The form of one send: the account's fields as encoded once, then this send's own."""
+        own = f"&type={kind}&number={quote_plus(number)}&text={quote_plus(text, encoding='utf-8')}"
+        if ext_id:
+            own += f"&ext_id={quote_plus(ext_id)}"
+        return self._account + own.encode("ascii")
+
+    async def _post_direct(self, transport: KeepAliveTransport, content: bytes) -> str:
+        return await self._exchange(self.url, _posted(transport, self._form, content))
 
     async def _request(
         self,
@@ -224,12 +229,11 @@ class MobitexClient:
         sent = self._http.request(
             method, url, params=params, content=content, headers=headers, timeout=self._timeout
         )
-        return await self._exchange(url, sent)
+        return await self._exchange(url, _read(sent))
 
-    async def _exchange(self, url: httpx.URL, sent: Awaitable[httpx.Response]) -> str:
+    async def _exchange(self, url: httpx.URL, sent: Awaitable[tuple[int, str]]) -> str:
         try:
-            response = await sent
-            await response.aread()
+            code, text = await sent
         except (httpx.ConnectTimeout, httpx.PoolTimeout, httpx.ConnectError) as exc:
             raise TransientGatewayError(  # nothing was sent: a retry cannot send anything twice
                 f"cannot reach Mobitex at {url} ({type(exc).__name__}: {exc}); "
@@ -254,7 +258,6 @@ class MobitexClient:
                 "check SMSFLOWS_MOBITEX_URL and the network, then retry",
                 meaning="network error",
             ) from None
-        code = response.status_code
         if code >= 500 or code == 429:
             raise TransientGatewayError(
                 f"Mobitex answered HTTP {code} at {url}: it is busy or failing; retry later",
@@ -266,7 +269,19 @@ class MobitexClient:
                 "(e.g. https://api.mobitex.pl/sms.php)",
                 meaning=f"HTTP {code}",
             )
-        return response.text
+        return text
+
+
+async def _read(sent: Awaitable[httpx.Response]) -> tuple[int, str]:
+    response = await sent
+    await response.aread()
+    return response.status_code, response.text
+
+
+async def _posted(transport: KeepAliveTransport, form: FormPost, content: bytes) -> tuple[int, str]:
+    code, body = await transport.post(form, content)
+    # sms.php answers ASCII status lines; a stray byte must not hide them (the parser judges).
+    return code, body.decode("utf-8", "replace")
 
 
 def parse_answer(body: str) -> list[SendResult] | None:

@@ -4,8 +4,10 @@ The dispatcher makes up to a thousand small ``sms.php`` requests a second. httpx
 transport (httpcore over anyio) spends more CPU on each than the rest of a send together: every
 request walks and probes every pooled connection, and the head and body go out in two writes.
 This one keeps idle connections in a list, writes a request in one call and reads the answer by
-its ``Content-Length`` (or chunks). Proxies set in the environment still go through httpx's own
-transport (httpx mounts them ahead of this one).
+its ``Content-Length`` (or chunks). :meth:`KeepAliveTransport.post` goes further for the one request
+a sender repeats: its head is built once (:class:`FormPost`) and no ``httpx.Request`` or ``Response``
+is made per send. Proxies set in the environment still go through httpx's own transport (httpx
+mounts them ahead of this one).
 """
 
 from __future__ import annotations
@@ -43,6 +45,28 @@ class _Connection:
         self.writer.close()
 
 
+class FormPost:
+    """A form POST to one URL, its head built once: a send adds only the length and the body.
+
+    ``within`` bounds each phase (a free connection, connecting, the answer) as httpx's timeout does.
+    """
+
+    def __init__(
+        self, url: httpx.URL, content_type: str, within: float | None, user_agent: str = "smsflows"
+    ) -> None:
+        self.url = url
+        self.timeouts: dict[str, float | None] = {"pool": within, "connect": within, "read": within}
+        self.origin: Origin = (url.scheme, url.host, url.port or (443 if url.scheme == "https" else 80))
+        host = url.netloc.decode("ascii")
+        self._head = (
+            b"POST %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: %s\r\nContent-Type: %s\r\nContent-Length: "
+            % (url.raw_path, host.encode("ascii"), user_agent.encode("ascii"), content_type.encode("ascii"))
+        )
+
+    def request(self, body: bytes) -> bytes:
+        return b"%s%d\r\n\r\n%s" % (self._head, len(body), body)
+
+
 class KeepAliveTransport(httpx.AsyncBaseTransport):
     """At most ``max_connections`` requests at once, over connections kept open between them."""
 
@@ -55,14 +79,44 @@ class KeepAliveTransport(httpx.AsyncBaseTransport):
         timeouts: dict[str, float | None] = request.extensions.get("timeout", {})
         url = request.url
         origin = (url.scheme, url.host, url.port or (443 if url.scheme == "https" else 80))
+        body = await request.aread()
+        head = [b"%s %s HTTP/1.1" % (request.method.encode("ascii"), request.url.raw_path)]
+        head += [b"%s: %s" % (name, value) for name, value in request.headers.raw]
+        data = b"\r\n".join(head) + b"\r\n\r\n" + body
+        status, headers, content = await self._round_trip(origin, data, request.method, timeouts, request)
+        return httpx.Response(status, headers=headers, stream=httpx.ByteStream(content), request=request)
+
+    async def post(self, form: FormPost, body: bytes) -> tuple[int, bytes]:
+        """POST ``body`` with ``form``'s head: the status and the answer's body.
+
+        Failures raise the httpx exceptions ``handle_async_request`` raises, without a request.
+        """
+        status, _, content = await self._round_trip(
+            form.origin, form.request(body), "POST", form.timeouts, None
+        )
+        return status, content
+
+    async def _round_trip(
+        self,
+        origin: Origin,
+        data: bytes,
+        method: str,
+        timeouts: dict[str, float | None],
+        request: httpx.Request | None,
+    ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
         try:
-            await asyncio.wait_for(self._slots.acquire(), timeouts.get("pool"))
+            if self._slots.locked():  # only a wait for a free slot needs its own deadline
+                await asyncio.wait_for(self._slots.acquire(), timeouts.get("pool"))
+            else:
+                await self._slots.acquire()
         except TimeoutError:
             raise httpx.PoolTimeout("no free connection in time", request=request) from None
         try:
             conn = self._take(origin) or await self._connect(origin, timeouts.get("connect"), request)
             try:
-                status, headers, body, keep = await self._exchange(conn, request, timeouts.get("read"))
+                status, headers, body, keep = await self._exchange(
+                    conn, data, method, timeouts.get("read"), request
+                )
             except BaseException:
                 conn.close()
                 raise
@@ -73,7 +127,7 @@ class KeepAliveTransport(httpx.AsyncBaseTransport):
                 conn.close()
         finally:
             self._slots.release()
-        return httpx.Response(status, headers=headers, stream=httpx.ByteStream(body), request=request)
+        return status, headers, body
 
     async def aclose(self) -> None:
         for connections in self._idle.values():
@@ -90,7 +144,9 @@ class KeepAliveTransport(httpx.AsyncBaseTransport):
             conn.close()
         return None
 
-    async def _connect(self, origin: Origin, within: float | None, request: httpx.Request) -> _Connection:
+    async def _connect(
+        self, origin: Origin, within: float | None, request: httpx.Request | None
+    ) -> _Connection:
         scheme, host, port = origin
         tls = self._context() if scheme == "https" else None
         try:
@@ -112,18 +168,17 @@ class KeepAliveTransport(httpx.AsyncBaseTransport):
         return self._tls
 
     async def _exchange(
-        self, conn: _Connection, request: httpx.Request, within: float | None
+        self, conn: _Connection, data: bytes, method: str, within: float | None, request: httpx.Request | None
     ) -> tuple[int, list[tuple[bytes, bytes]], bytes, bool]:
-        body = await request.aread()
-        head = [b"%s %s HTTP/1.1" % (request.method.encode("ascii"), request.url.raw_path)]
-        head += [b"%s: %s" % (name, value) for name, value in request.headers.raw]
         try:
-            conn.writer.write(b"\r\n".join(head) + b"\r\n\r\n" + body)
+            conn.writer.write(data)
             await conn.writer.drain()
         except OSError as exc:
             raise httpx.WriteError(str(exc), request=request) from None
         try:
-            return await asyncio.wait_for(_read_response(conn.reader, request), within)
+            # asyncio.timeout rather than wait_for: it runs the read in this task, not in a new one.
+            async with asyncio.timeout(within):
+                return await _read_response(conn.reader, method)
         except TimeoutError:
             raise httpx.ReadTimeout(f"no answer within {within} s", request=request) from None
         except asyncio.IncompleteReadError:
@@ -134,7 +189,7 @@ class KeepAliveTransport(httpx.AsyncBaseTransport):
 
 
 async def _read_response(
-    reader: asyncio.StreamReader, request: httpx.Request
+    reader: asyncio.StreamReader, method: str
 ) -> tuple[int, list[tuple[bytes, bytes]], bytes, bool]:
     """Status, headers, body and whether the connection may be kept."""
     lines = (await reader.readuntil(b"\r\n\r\n")).split(b"\r\n")
@@ -148,7 +203,7 @@ async def _read_response(
             fields[name.strip().lower()] = value.strip().lower()
     code = int(status)
     keep = version == b"HTTP/1.1" and fields.get(b"connection") != b"close"
-    if request.method == "HEAD" or code in (204, 304) or 100 <= code < 200:
+    if method == "HEAD" or code in (204, 304) or 100 <= code < 200:
         body = b""
     elif b"chunked" in fields.get(b"transfer-encoding", b""):
         body = await _read_chunks(reader)
