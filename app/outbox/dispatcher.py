@@ -37,7 +37,8 @@ from app.mobitex.client import MobitexClient, SendResult, refused
 from app.mobitex.encoding import MessageTooLong, check_fits
 from app.mobitex.transport import KeepAliveTransport, proxied
 from app.outbox.backoff import Random, next_delay
-from app.outbox.claims import UNDO_ATTEMPT, Claim, Finisher, claim, next_due, worker_name
+from app.outbox.claims import UNDO_ATTEMPT, Claim, claim, next_due, worker_name
+from app.outbox.finisher import Finisher
 from app.outbox.grouping import Request, SendQueue
 from app.outbox.limits import SendLimits
 from app.settings import Settings
@@ -49,6 +50,7 @@ POLL_INTERVAL = 0.5  # seconds between looks at an idle outbox (a commit of new 
 CLAIM_MOST = 1000  # messages one claim takes at most: two full groups
 CLAIM_PER_SLOT = 4  # personalised texts: a claim takes a few per slot, leaving the rest to other workers
 _RECORD_PAUSES = (0.1, 0.5, 2.0)  # retrying the write of a result: a lost one means a resend
+RECORD_LINGER = 0.02  # seconds a result waits for others to share its commit: ms next to the lease
 
 
 @dataclass
@@ -124,7 +126,7 @@ class Dispatcher:
         # Straight to a lean transport, unless a proxy from the environment must be used.
         self._transport = None if proxied(settings.mobitex_url) else KeepAliveTransport(concurrency)
         self._clients: dict[str | None, MobitexClient] = {}
-        self._finisher = Finisher(engine, self.worker)
+        self._finisher = Finisher(engine, self.worker, linger=RECORD_LINGER, batch=concurrency)
         self._queue = SendQueue(settings.send_group_size)
         self._flying: set[asyncio.Task[None]] = set()
         self._writes: set[asyncio.Task[Any]] = set()
@@ -256,7 +258,12 @@ class Dispatcher:
     def _write(self, outcome: Any) -> None:
         task = asyncio.ensure_future(outcome)
         self._writes.add(task)
-        task.add_done_callback(self._writes.discard)
+        task.add_done_callback(self._written)
+
+    def _written(self, task: asyncio.Task[Any]) -> None:
+        self._writes.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("outbox: recording an outcome failed unexpectedly", exc_info=task.exception())
 
     async def _settle(self) -> None:
         """Hand back what was claimed and not started, and wait for every request and write."""
@@ -305,7 +312,9 @@ class Dispatcher:
             log.exception("outbox %s: unexpected error while sending", [h.id for h in claims])
             await self._retry(claims, f"unexpected error: {type(exc).__name__}: {exc}")
             return
-        await self._answered(claims, answers, kind)
+        # The answer is in: the slot takes the next request while this one's results are written
+        # (with others', in one commit). Until then the rows stay ``sending`` under this lease.
+        self._write(self._answered(claims, answers, kind))
 
     async def _answered(self, claims: list[Claim], answers: Sequence[SendResult | None], kind: str) -> None:
         """Record each number's own line: taken, refused (for good or for now), or missing."""
