@@ -101,9 +101,12 @@ class MessageTooLong(Unsendable):
         super().__init__(_too_long_message(text, measured, max_parts))
 
 
+_GSM7: frozenset[str] = GSM7_BASIC | GSM7_EXTENSION
+
+
 def is_gsm7(text: str) -> bool:
     """Whether every character of ``text`` is in the GSM-7 basic or extension table."""
-    return all(ch in GSM7_BASIC or ch in GSM7_EXTENSION for ch in text)
+    return _GSM7.issuperset(text)
 
 
 def measure(text: str) -> SmsEncoding:
@@ -112,12 +115,18 @@ def measure(text: str) -> SmsEncoding:
     CR and LF are both in the GSM basic table, so each counts one septet (a CRLF pair is two);
     we count by the table rather than the looser conservative rules of some public clients.
     """
+    # Every message sent is measured: texts of one unit a character (nearly all) are counted
+    # without a list of per-character costs.
     if is_gsm7(text):
+        if GSM7_EXTENSION.isdisjoint(text):
+            return _measured("gsm7", len(text), None, GSM7_SINGLE, GSM7_PART)
         units = [2 if ch in GSM7_EXTENSION else 1 for ch in text]
-        return _measured("gsm7", units, GSM7_SINGLE, GSM7_PART)
+        return _measured("gsm7", sum(units), units, GSM7_SINGLE, GSM7_PART)
+    if max(text) <= "\uffff":
+        return _measured("ucs2", len(text), None, UCS2_SINGLE, UCS2_PART)
     # Characters beyond the BMP are a UTF-16 surrogate pair: two units that must share a part.
     units = [2 if ord(ch) > 0xFFFF else 1 for ch in text]
-    return _measured("ucs2", units, UCS2_SINGLE, UCS2_PART)
+    return _measured("ucs2", sum(units), units, UCS2_SINGLE, UCS2_PART)
 
 
 def transliterate(text: str) -> str:
@@ -161,10 +170,17 @@ def check_fits(text: str, max_parts: int = MAX_PARTS) -> SmsEncoding:
     return measured
 
 
-def _measured(encoding: Encoding, units: list[int], single: int, per_part: int) -> SmsEncoding:
-    """Build the measurement from per-character unit costs and the encoding's part sizes."""
-    length = sum(units)
-    parts = 1 if length <= single else _count_parts(units, per_part)
+def _measured(
+    encoding: Encoding, length: int, units: list[int] | None, single: int, per_part: int
+) -> SmsEncoding:
+    """Build the measurement from the length in units and the encoding's part sizes; ``units``
+    (per-character costs) when some character takes two, else None."""
+    if length <= single:
+        parts = 1
+    elif units is None:
+        parts = -(-length // per_part)
+    else:
+        parts = _count_parts(units, per_part)
     if encoding == "gsm7":
         mobitex_type: MobitexType = "sms" if parts == 1 else "concat"
     else:
