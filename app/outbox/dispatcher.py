@@ -349,7 +349,10 @@ class Dispatcher:
             jobs.append(self._retry(group, str(error)) if transient else self._failed(group, str(error)))
         if missing:
             jobs.append(self._no_answer(missing, "Mobitex's answer had no status line for the number"))
-        await asyncio.gather(*jobs)
+        if len(jobs) == 1:  # the usual answer: every number taken
+            await jobs[0]
+        else:
+            await asyncio.gather(*jobs)
 
     async def _failed(self, claims: list[Claim], error: str) -> None:
         for held in claims:

@@ -79,6 +79,8 @@ class Finisher:
             self._full.set()
         if self._task is None:
             self._task = asyncio.create_task(self._write())
+        if len(outcomes) == 1:  # a personalised send: one future, no gathering
+            return [await outcomes[0].done]
         return list(await asyncio.gather(*(o.done for o in outcomes)))
 
     async def release(self, held: Claim, until: datetime | None) -> bool:
