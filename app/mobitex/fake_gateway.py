@@ -85,10 +85,10 @@ class FakeMessage(msgspec.Struct, frozen=True):
 
 
 class Failure(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """How the next ``count`` sms.php/balance.php requests fail: delay first, then HTTP, then status.
+    """How the next ``count`` sms.php/balance.php requests fail: hold, delay, then HTTP or status.
 
-    With ``hold``, each waits, before its delay, until ``POST /fake/release``: a stall that lasts
-    exactly as long as the caller wants, however slow the machine.
+    With ``hold``, each waits until ``POST /fake/release``: a stall that lasts exactly as long as
+    the caller wants, however slow the machine.
 
     With ``number``, only that number's status line, in the next ``count`` requests that name it,
     gets ``status``: one refused number among good ones.
@@ -138,7 +138,7 @@ class _Fake:
         self.http = httpx.AsyncClient(timeout=30)
 
     async def injected(self) -> Failure | None:
-        """Take the next injected failure and wait out its delay."""
+        """Take the next injected failure and wait out its hold and its delay."""
         failure = self.failures.pop(0) if self.failures else None
         if failure is not None and failure.hold:
             released = asyncio.Event()

@@ -160,6 +160,8 @@ class Clock(Protocol):
 
 
 class SystemClock:
+    """The real clock, for every run but a test's."""
+
     def monotonic(self) -> float:
         return time.monotonic()
 
