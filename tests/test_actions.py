@@ -107,6 +107,16 @@ async def actions_of(service: Service, message_id: int) -> list[dict[str, Any]]:
     return actions
 
 
+async def action_when(service: Service, message_id: int, status: str) -> dict[str, Any]:
+    """The message's one action, once it has come to ``status`` (actions go in the background)."""
+
+    async def reached() -> bool:
+        return [a["status"] for a in await actions_of(service, message_id)] == [status]
+
+    await until(reached)
+    return (await actions_of(service, message_id))[0]
+
+
 def documented_receiver() -> Callable[[dict[str, str], bytes, str], bool]:
     """The ``trusted`` function docs/api.md gives receivers, as written there."""
     text = (Path(__file__).parent.parent / "docs" / "api.md").read_text(encoding="utf-8")
@@ -132,11 +142,7 @@ async def test_answer_is_posted_signed_with_the_message_its_data_and_the_answer(
     ):
         sent = await confirm_visit(service)
 
-        async def delivered() -> bool:
-            return [a["status"] for a in await actions_of(service, sent["id"])] == ["delivered"]
-
-        await until(delivered)
-        action = (await actions_of(service, sent["id"]))[0]
+        action = await action_when(service, sent["id"], "delivered")
     ((headers, body),) = receiver.requests
     verify(headers, body)
     assert headers["content-type"] == "application/json"
@@ -182,10 +188,7 @@ async def test_documented_receiver_refuses_a_captured_request_replayed_under_ano
     ):
         sent = await confirm_visit(service)
 
-        async def delivered() -> bool:
-            return [a["status"] for a in await actions_of(service, sent["id"])] == ["delivered"]
-
-        await until(delivered)
+        await action_when(service, sent["id"], "delivered")
     ((headers, body),) = receiver.requests
     trusted = documented_receiver()
     assert trusted(headers, body, SECRET)
@@ -202,11 +205,7 @@ async def test_action_is_retried_after_the_receiver_answers_500(database_url: st
     ):
         sent = await confirm_visit(service)
 
-        async def delivered() -> bool:
-            return [a["status"] for a in await actions_of(service, sent["id"])] == ["delivered"]
-
-        await until(delivered)
-        action = (await actions_of(service, sent["id"]))[0]
+        action = await action_when(service, sent["id"], "delivered")
     assert len(receiver.requests) == 2
     for headers, body in receiver.requests:
         verify(headers, body)
@@ -221,11 +220,7 @@ async def test_action_fails_once_older_than_the_max_age(database_url: str, tmp_p
     ):
         sent = await confirm_visit(service)
 
-        async def failed() -> bool:
-            return [a["status"] for a in await actions_of(service, sent["id"])] == ["failed"]
-
-        await until(failed)
-        action = (await actions_of(service, sent["id"]))[0]
+        action = await action_when(service, sent["id"], "failed")
     assert action["last_error"].startswith(f"gave up after {action['attempts']} attempt(s) in ")
     assert action["last_error"].endswith("s (SMSFLOWS_SEND_MAX_AGE=1): HTTP 503: try again")
     assert action["attempts"] == len(receiver.requests) >= 1

@@ -184,8 +184,34 @@ async def test_injected_http_error_and_delay(gateway: str) -> None:
     assert time.monotonic() - started >= 0.3
 
 
+async def test_held_request_waits_until_released_then_answers(gateway: str) -> None:
+    assert (await call(gateway, "POST", "/fake/fail", json={"hold": True, "status": "202"})).json() == {
+        "pending": 1
+    }
+    held = asyncio.create_task(status_of(gateway))
+    await until(lambda: _released_after_arrival(gateway))
+    assert await held == "202"  # the failure's status still applies once it goes on
+    assert (await call(gateway, "POST", "/fake/release")).json() == {"released": 0}
+    assert await status_of(gateway) == "002"  # only the next request was held
+
+
+async def _released_after_arrival(gateway: str) -> bool:
+    """Release what is held; true once the held request had arrived and was let go."""
+    response = await call(gateway, "POST", "/fake/release")
+    released: int = response.json()["released"]
+    return released == 1
+
+
 @pytest.mark.parametrize(
-    "body", [{}, {"count": 0, "status": "201"}, {"status": "2x1"}, {"http_status": 200}, {"sttus": "201"}]
+    "body",
+    [
+        {},
+        {"count": 0, "status": "201"},
+        {"status": "2x1"},
+        {"http_status": 200},
+        {"sttus": "201"},
+        {"hold": False},
+    ],
 )
 async def test_a_failure_that_says_nothing_or_nonsense_is_refused(gateway: str, body: dict[str, Any]) -> None:
     assert (await call(gateway, "POST", "/fake/fail", json=body)).status_code == 400

@@ -296,15 +296,15 @@ async def test_results_are_exact_under_concurrent_and_duplicate_deliveries(
         # 30 finish, 5 answer too long three times (aborted), 5 stop here (active).
         [f"Uwagi {i}" if i < 30 else "x" * 50 if i < 35 else None for i in range(40)],
     ]
-    async with (
-        running(make_settings(database_url, flows_dir=str(directory))) as svc,
-        httpx.AsyncClient(limits=httpx.Limits(max_connections=40), timeout=60) as client,
-    ):
+    async with running(make_settings(database_url, flows_dir=str(directory))) as svc:
         for texts in [*script, script[-1], script[-1]]:
             forms = [
                 mo_form(text=t, sender=p, time=str(now)) for p, t in zip(phones, texts, strict=True) if t
             ]
-            sent = await asyncio.gather(*(client.post(svc.mo_url, data=f) for f in forms + forms[:20]))
+            # A client per round: a connection left idle past the service's keep-alive (a slow round
+            # on a loaded machine) may be closed by it just as the next round sends on it.
+            async with httpx.AsyncClient(limits=httpx.Limits(max_connections=40), timeout=60) as client:
+                sent = await asyncio.gather(*(client.post(svc.mo_url, data=f) for f in forms + forms[:20]))
             assert all(r.status_code == 200 for r in sent)
         report = await results(svc, directory)
     assert report["conversations"] == {"active": 5, "completed": 30, "aborted": 5, "expired": 0}

@@ -10,16 +10,19 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import asyncpg
 import httpx
 import pytest
 from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.db.engine import create_engine
 from app.outbox.actions import ActionDeliverer
 from app.outbox.dispatcher import Dispatcher
+from app.settings import Settings
 from tests.conftest import _pg_dsn, free_port, make_settings
 
 
@@ -72,75 +75,52 @@ def test_json_log_format_covers_every_line_of_the_service(tmp_path: Path) -> Non
     assert set(refused[0]) == {"time", "level", "logger", "message"}
 
 
-@pytest.mark.postgres
-async def test_outbox_dispatcher_logs_a_database_outage_once_and_its_end(
-    pg_database: str, caplog: pytest.LogCaptureFixture
-) -> None:
-    settings = make_settings(pg_database)
-    name = make_url(pg_database).database
-    admin = await asyncpg.connect(_pg_dsn(pg_database).rsplit("/", 1)[0] + "/test")
-    engine = create_engine(settings)
-    dispatcher = Dispatcher(engine, settings, poll_interval=0.05)
-    caplog.set_level(logging.INFO, logger="smsflows.outbox")
-    try:
-        await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
-        await admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", name)
-        await dispatcher.start()
-        for _ in range(600):  # several rounds fail: the loop keeps trying
-            if dispatcher.outage.failures >= 4:
-                break
-            await asyncio.sleep(0.05)
-        assert dispatcher.outage.failures >= 4
-        await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
-        for _ in range(600):
-            if not dispatcher.outage.down:
-                break
-            await asyncio.sleep(0.05)
-        assert not dispatcher.outage.down
-    finally:
-        await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
-        await admin.close()
-        await dispatcher.stop()
-        await engine.dispose()
-    records = [r for r in caplog.records if r.name == "smsflows.outbox"]
-    errors = [r for r in records if r.levelno >= logging.ERROR]
-    assert len(errors) == 1, [r.getMessage() for r in errors]
-    assert errors[0].exc_info is None
-    assert "cannot reach the database" in errors[0].getMessage()
-    back = [r.getMessage() for r in records if "the database is back" in r.getMessage()]
-    assert len(back) == 1 and "failed tries" in back[0]
+def _dispatcher(engine: AsyncEngine, settings: Settings) -> Dispatcher:
+    return Dispatcher(engine, settings, poll_interval=0.05)
+
+
+async def _until(condition: Callable[[], bool], what: str, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, what
+        await asyncio.sleep(0.05)
 
 
 @pytest.mark.postgres
-async def test_send_back_loop_logs_a_database_outage_once_and_its_end(
-    pg_database: str, caplog: pytest.LogCaptureFixture
+@pytest.mark.parametrize(
+    ("make_loop", "logger", "failures"),
+    [
+        pytest.param(_dispatcher, "smsflows.outbox", 4, id="outbox-dispatcher"),
+        pytest.param(ActionDeliverer, "smsflows.actions", 3, id="send-back-loop"),
+    ],
+)
+async def test_database_outage_is_logged_once_and_its_end(
+    pg_database: str,
+    caplog: pytest.LogCaptureFixture,
+    make_loop: Callable[[AsyncEngine, Settings], Dispatcher | ActionDeliverer],
+    logger: str,
+    failures: int,
 ) -> None:
     settings = make_settings(pg_database, action_secret="s" * 32)
     name = make_url(pg_database).database
     admin = await asyncpg.connect(_pg_dsn(pg_database).rsplit("/", 1)[0] + "/test")
     engine = create_engine(settings)
-    deliverer = ActionDeliverer(engine, settings)
-    caplog.set_level(logging.INFO, logger="smsflows.actions")
+    loop = make_loop(engine, settings)
+    caplog.set_level(logging.INFO, logger=logger)
     try:
         await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
         await admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", name)
-        await deliverer.start()
-        for _ in range(600):  # several rounds fail: the loop keeps trying
-            if deliverer.outage.failures >= 3:
-                break
-            await asyncio.sleep(0.05)
-        assert deliverer.outage.failures >= 3
+        await loop.start()
+        # several rounds fail: the loop keeps trying
+        await _until(lambda: loop.outage.failures >= failures, f"fewer than {failures} failed tries")
         await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
-        for _ in range(600):
-            if not deliverer.outage.down:
-                break
-            await asyncio.sleep(0.05)
+        await _until(lambda: not loop.outage.down, "the loop never saw the database back")
     finally:
         await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
         await admin.close()
-        await deliverer.stop()
+        await loop.stop()
         await engine.dispose()
-    records = [r for r in caplog.records if r.name == "smsflows.actions"]
+    records = [r for r in caplog.records if r.name == logger]
     errors = [r for r in records if r.levelno >= logging.ERROR]
     assert len(errors) == 1, [r.getMessage() for r in errors]
     assert errors[0].exc_info is None  # one line, not a traceback per round

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import time
 from collections import Counter
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -69,7 +70,8 @@ async def rows(engine: AsyncEngine, ids: list[int]) -> list[dict[str, Any]]:
 
 async def received_when(gateway: str, count: int) -> list[dict[str, Any]]:
     """What the fake accepted, once it holds ``count`` messages (a delayed request lands late)."""
-    for _ in range(400):
+    deadline = time.monotonic() + 120  # generous: a loaded machine is slow, never wrong
+    while time.monotonic() < deadline:
         messages = await received(gateway)
         if len(messages) >= count:
             return messages
@@ -308,18 +310,24 @@ async def test_one_stalled_request_does_not_hold_the_others(
     engine: AsyncEngine, gateway: str, database_url: str
 ) -> None:
     ids = [(await queue_to(engine, f"kod {i}", [n]))[0] for i, n in enumerate(phones(40))]
-    await fail_next(gateway, delay=3)  # the first request to arrive stalls
-    settings = sending(database_url, gateway)
-    async with dispatcher(engine, settings, concurrency=4, gateway_timeout=10) as d:
+    await fail_next(gateway, hold=True)  # the first request to arrive stalls until released
+    settings = sending(database_url, gateway, send_lease="600")  # no timeout while it is held
+    async with dispatcher(engine, settings, concurrency=4, gateway_timeout=300) as d:
         draining = asyncio.create_task(d.drain())
-        others = await received_when(gateway, 39)
-        for _ in range(400):  # their results are written a moment after their answers
-            stalled = [r for r in await rows(engine, ids) if r["status"] == "sending"]
-            if len(stalled) <= 1:
-                break
-            await asyncio.sleep(0.01)
+        try:
+            others = await received_when(gateway, 39)
+            deadline = asyncio.get_running_loop().time() + 60
+            while True:  # their results are written a moment after their answers
+                stalled = [r for r in await rows(engine, ids) if r["status"] == "sending"]
+                if len(stalled) <= 1 or asyncio.get_running_loop().time() > deadline:
+                    break
+                await asyncio.sleep(0.01)
+        finally:
+            async with httpx.AsyncClient(base_url=gateway) as http:
+                released = (await http.post("/fake/release")).json()["released"]
         total = await draining
-    assert len(others) == 39 and len(stalled) == 1  # all the others went while it waited
+    assert released == 1 and len(others) == 39 and len(stalled) == 1  # the others went while it waited
+    assert stalled[0]["to_number"] not in {m["number"] for m in others}
     assert total.sent == 40 and Counter(m["number"] for m in await received(gateway)) == Counter(phones(40))
 
 

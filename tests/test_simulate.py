@@ -8,7 +8,7 @@ import re
 import subprocess
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qs, quote_from_bytes
@@ -18,7 +18,7 @@ import pytest
 from click.testing import CliRunner
 
 from app.cli import main
-from app.mobitex.simulator import ServiceUnreachable, SimulationOptions, run_simulation
+from app.mobitex.simulator import Pacer, ServiceUnreachable, SimulationOptions, run_simulation
 from tests.conftest import Service, free_port, make_settings, start_service
 
 POLISH = "Zażółć gęślą jaźń ĄĆĘŁŃÓŚŹŻ"
@@ -44,6 +44,7 @@ class ScriptedServer:
     statuses: Iterable[int] = ()
     then: int = 200  # the answer once the script has run out
     delay: float = 0.0
+    now: Callable[[], float] = time.monotonic  # when a request arrives, by this clock
     port: int = 0
     requests: list[Request] = field(default_factory=list)
     in_flight: int = 0
@@ -82,7 +83,7 @@ class ScriptedServer:
                     writer.write(b"HTTP/1.1 405 Method Not Allowed\r\nContent-Length: 0\r\n\r\n")
                     await writer.drain()
                     continue
-                self.requests.append(Request(method, path, headers, body, time.monotonic()))
+                self.requests.append(Request(method, path, headers, body, self.now()))
                 self.in_flight += 1
                 self.max_in_flight = max(self.max_in_flight, self.in_flight)
                 await asyncio.sleep(self.delay)
@@ -214,13 +215,49 @@ async def test_service_refusing_the_client_with_403_ends_in_failed_messages(data
     assert "0 acknowledged with 200" in result.summary() and "403 x6" in result.summary()
 
 
+@dataclass
+class HandClock:
+    """Time that moves only when the pacer sleeps: the schedule is checked exactly, on any machine."""
+
+    now: float = 1000.0
+    slept: list[float] = field(default_factory=list)
+
+    def monotonic(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+        await asyncio.sleep(0)  # others run meanwhile, as in a real sleep
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
 async def test_rate_spaces_the_starts_of_messages() -> None:
-    async with ScriptedServer() as server:
-        result = await run_simulation(options(server.url, count=6, rate=10))
-    arrivals = [r.at for r in server.requests]
-    # Six starts at 10/s span 0.5 s; unpaced they would all land within a few milliseconds.
-    assert 0.45 <= arrivals[-1] - arrivals[0] < 1.5
+    clock = HandClock()
+    async with ScriptedServer(now=clock.monotonic) as server:
+        result = await run_simulation(options(server.url, count=6, rate=10), clock=clock)
+    # Six starts at 10/s: one at once, then one every 0.1 s; none lands before its turn.
+    assert clock.slept == pytest.approx([0.1] * 5)
+    arrivals = sorted(r.at - 1000.0 for r in server.requests)
+    assert all(at >= k / 10 - 1e-9 for k, at in enumerate(arrivals)), arrivals
     assert result.acknowledged == 6
+
+
+async def test_pacer_keeps_a_fixed_schedule_so_a_late_start_is_made_up() -> None:
+    clock = HandClock(now=0.0)
+    pacer = Pacer(10, clock)
+    await pacer.wait()  # start 0, due at 0
+    clock.advance(0.25)  # sending it took longer than the interval
+    await pacer.wait()  # start 1, due at 0.1: at once
+    await pacer.wait()  # start 2, due at 0.2: at once
+    await pacer.wait()  # start 3, due at 0.3
+    assert clock.slept == pytest.approx([0.05])
+    unpaced = HandClock()
+    for _ in range(3):
+        await Pacer(0, unpaced).wait()
+    assert unpaced.slept == []
 
 
 async def test_concurrency_caps_the_requests_in_flight() -> None:

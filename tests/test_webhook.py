@@ -16,7 +16,7 @@ from sqlalchemy.engine import make_url
 
 from app.db.engine import create_engine
 from app.ingest import webhook
-from tests.conftest import Service, _pg_dsn, make_settings, mo_form, start_service
+from tests.conftest import Service, _pg_dsn, make_settings, mo_form, running, start_service
 
 FORM = "application/x-www-form-urlencoded"
 
@@ -97,58 +97,41 @@ async def test_request_from_address_outside_allowlist_gets_403(service: Service)
 
 async def test_forged_forwarded_for_from_untrusted_peer_is_ignored(database_url: str) -> None:
     settings = make_settings(database_url, mo_allowed_ips="213.5.10.19")
-    server, task, base = await start_service(settings)
-    try:
-        async with httpx.AsyncClient() as client:
-            resp = await client.post(
-                base + "/mobitex/mo", data=mo_form(), headers={"X-Forwarded-For": "213.5.10.19"}
-            )
-        assert resp.status_code == 403
-    finally:
-        server.should_exit = True
-        await task
+    async with running(settings) as svc, httpx.AsyncClient() as client:
+        resp = await client.post(svc.mo_url, data=mo_form(), headers={"X-Forwarded-For": "213.5.10.19"})
+    assert resp.status_code == 403
 
 
 async def test_forwarded_for_from_trusted_proxy_names_the_client(database_url: str) -> None:
     settings = make_settings(database_url, mo_allowed_ips="213.5.10.19", trusted_proxies="127.0.0.0/8")
-    server, task, base = await start_service(settings)
-    try:
-        async with httpx.AsyncClient() as client:
-            ok = await client.post(
-                base + "/mobitex/mo", data=mo_form(), headers={"X-Forwarded-For": "1.2.3.4, 213.5.10.19"}
-            )
-            forged = await client.post(
-                base + "/mobitex/mo", data=mo_form(), headers={"X-Forwarded-For": "213.5.10.19, 1.2.3.4"}
-            )
-        assert ok.status_code == 200
-        assert forged.status_code == 403
-    finally:
-        server.should_exit = True
-        await task
+    async with running(settings) as svc, httpx.AsyncClient() as client:
+        ok = await client.post(
+            svc.mo_url, data=mo_form(), headers={"X-Forwarded-For": "1.2.3.4, 213.5.10.19"}
+        )
+        forged = await client.post(
+            svc.mo_url, data=mo_form(), headers={"X-Forwarded-For": "213.5.10.19, 1.2.3.4"}
+        )
+    assert ok.status_code == 200
+    assert forged.status_code == 403
 
 
 async def test_forwarded_for_on_several_header_lines_is_read_as_one_list(database_url: str) -> None:
     """A proxy that adds its own X-Forwarded-For line must not hide the hop it appended."""
     settings = make_settings(database_url, mo_allowed_ips="213.5.10.19", trusted_proxies="127.0.0.0/8")
-    server, task, base = await start_service(settings)
-    try:
-        async with httpx.AsyncClient() as client:
-            forged = await client.post(
-                base + "/mobitex/mo",
-                data=mo_form(),
-                headers=[("X-Forwarded-For", "213.5.10.19"), ("X-Forwarded-For", "203.0.113.9")],
-            )
-            ok = await client.post(
-                base + "/mobitex/mo",
-                data=mo_form(),
-                headers=[("X-Forwarded-For", "203.0.113.9"), ("X-Forwarded-For", "213.5.10.19")],
-            )
-        assert forged.status_code == 403
-        assert "203.0.113.9" in forged.text
-        assert ok.status_code == 200
-    finally:
-        server.should_exit = True
-        await task
+    async with running(settings) as svc, httpx.AsyncClient() as client:
+        forged = await client.post(
+            svc.mo_url,
+            data=mo_form(),
+            headers=[("X-Forwarded-For", "213.5.10.19"), ("X-Forwarded-For", "203.0.113.9")],
+        )
+        ok = await client.post(
+            svc.mo_url,
+            data=mo_form(),
+            headers=[("X-Forwarded-For", "203.0.113.9"), ("X-Forwarded-For", "213.5.10.19")],
+        )
+    assert forged.status_code == 403
+    assert "203.0.113.9" in forged.text
+    assert ok.status_code == 200
 
 
 async def test_polish_text_in_utf8_and_windows_1250_is_stored_identically(service: Service) -> None:

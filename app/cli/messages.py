@@ -8,6 +8,15 @@ import click
 
 from app.cli.root import cli_settings, main
 
+# One option object for both commands, so `send` and `broadcast` never drift apart on it.
+on_timeout_option = click.option(
+    "--on-timeout",
+    type=click.Choice(["retry", "hold"]),
+    default=None,
+    help="When Mobitex does not answer in time: send again, or hold it as `unknown` for an operator "
+    "(default SMSFLOWS_SEND_ON_TIMEOUT).",
+)
+
 
 @main.command()
 @click.option("--to", required=True, help="The phone, e.g. 48600123456 or +48 600 123 456.")
@@ -16,13 +25,7 @@ from app.cli.root import cli_settings, main
 @click.option("--tag", default=None, help="Answers go to the `reply` flow with this tag.")
 @click.option("--data", default=None, metavar="JSON", help="A JSON object kept with the message.")
 @click.option("--expires-at", default=None, metavar="TIME", help="Answers after TIME get `expired`.")
-@click.option(
-    "--on-timeout",
-    type=click.Choice(["retry", "hold"]),
-    default=None,
-    help="When Mobitex does not answer in time: send again, or hold it as `unknown` for an operator "
-    "(default SMSFLOWS_SEND_ON_TIMEOUT).",
-)
+@on_timeout_option
 def send(
     to: str,
     text: str,
@@ -65,13 +68,7 @@ def send(
 @click.option("--tag", default=None, help="Answers go to the `reply` flow with this tag.")
 @click.option("--data", default=None, metavar="JSON", help="A JSON object kept with the message.")
 @click.option("--expires-at", default=None, metavar="TIME", help="Answers after TIME get `expired`.")
-@click.option(
-    "--on-timeout",
-    type=click.Choice(["retry", "hold"]),
-    default=None,
-    help="When Mobitex does not answer in time: send again, or hold it as `unknown` for an operator "
-    "(default SMSFLOWS_SEND_ON_TIMEOUT).",
-)
+@on_timeout_option
 def broadcast(
     list_id: str,
     text: str,

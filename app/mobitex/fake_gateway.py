@@ -85,7 +85,10 @@ class FakeMessage(msgspec.Struct, frozen=True):
 
 
 class Failure(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """How the next ``count`` sms.php/balance.php requests fail: delay first, then HTTP, then status.
+    """How the next ``count`` sms.php/balance.php requests fail: hold, delay, then HTTP or status.
+
+    With ``hold``, each waits until ``POST /fake/release``: a stall that lasts exactly as long as
+    the caller wants, however slow the machine.
 
     With ``number``, only that number's status line, in the next ``count`` requests that name it,
     gets ``status``: one refused number among good ones.
@@ -95,6 +98,7 @@ class Failure(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     status: Annotated[str, msgspec.Meta(pattern="^[0-9]{3}$")] | None = None
     http_status: Annotated[int, msgspec.Meta(ge=400, le=599)] | None = None
     delay: Annotated[float, msgspec.Meta(ge=0, le=600)] | None = None
+    hold: bool = False
     number: str | None = None
 
 
@@ -128,13 +132,18 @@ class _Fake:
         self.messages: list[FakeMessage] = []
         self.failures: list[Failure] = []  # one entry per request still to fail
         self.line_failures: dict[str, list[str]] = {}  # per number: the statuses its next lines get
+        self.held: list[asyncio.Event] = []  # one per held request, set by POST /fake/release
         self.deliveries: list[Delivery] = []
         self.tasks: set[asyncio.Task[None]] = set()
         self.http = httpx.AsyncClient(timeout=30)
 
     async def injected(self) -> Failure | None:
-        """Take the next injected failure and wait out its delay."""
+        """Take the next injected failure and wait out its hold and its delay."""
         failure = self.failures.pop(0) if self.failures else None
+        if failure is not None and failure.hold:
+            released = asyncio.Event()
+            self.held.append(released)
+            await released.wait()
         if failure is not None and failure.delay:
             await asyncio.sleep(failure.delay)
         return failure
@@ -296,15 +305,25 @@ def create_fake_gateway(config: FakeGatewayConfig) -> Litestar:
 
     @post("/fake/fail", sync_to_thread=False)
     def fail(data: JSONBody[Failure]) -> dict[str, int]:
-        if data.status is None and data.http_status is None and data.delay is None:
-            raise ClientException("give status (e.g. 201), http_status (e.g. 503) or delay (seconds)")
+        if data.status is None and data.http_status is None and data.delay is None and not data.hold:
+            raise ClientException(
+                "give status (e.g. 201), http_status (e.g. 503), delay (seconds) or hold (true)"
+            )
         if data.number is not None:
-            if data.status is None or data.http_status is not None or data.delay is not None:
+            if data.status is None or data.http_status is not None or data.delay is not None or data.hold:
                 raise ClientException("a failure of one number's line takes a status only (e.g. 201)")
             fake.line_failures.setdefault(data.number, []).extend([data.status] * data.count)
             return {"pending": len(fake.line_failures[data.number])}
         fake.failures.extend([data] * data.count)
         return {"pending": len(fake.failures)}
+
+    @post("/fake/release", sync_to_thread=False)
+    def release() -> dict[str, int]:
+        """Let every request held by a ``hold`` failure go on; says how many there were."""
+        held, fake.held = fake.held, []
+        for released in held:
+            released.set()
+        return {"released": len(held)}
 
     @post("/fake/reply", status_code=202, sync_to_thread=False)
     def reply(data: JSONBody[Reply]) -> Delivery:
@@ -326,7 +345,7 @@ def create_fake_gateway(config: FakeGatewayConfig) -> Litestar:
             await asyncio.gather(*fake.tasks, return_exceptions=True)
             await fake.http.aclose()
 
-    handlers = [sms, balance, messages, forget, fail, reply, deliveries]
+    handlers = [sms, balance, messages, forget, fail, release, reply, deliveries]
     return Litestar(
         route_handlers=handlers,
         lifespan=[lifespan],

@@ -16,7 +16,7 @@ import ssl
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Annotated
+from typing import Annotated, Protocol
 from urllib.parse import urlencode
 
 import httpx
@@ -151,27 +151,51 @@ class SimulationResult:
         return "\n".join(lines)
 
 
-class _Pacer:
+class Clock(Protocol):
+    """What paces the message starts: the real clock, or one a test moves by hand."""
+
+    def monotonic(self) -> float: ...
+
+    async def sleep(self, seconds: float) -> None: ...
+
+
+class SystemClock:
+    """The real clock, for every run but a test's."""
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+
+
+class Pacer:
     """Spaces message starts 1/rate seconds apart, on a fixed schedule so sleep overshoot evens out."""
 
-    def __init__(self, rate: float) -> None:
+    def __init__(self, rate: float, clock: Clock) -> None:
         self._interval = 1 / rate if rate > 0 else 0.0
-        self._start = time.monotonic()
+        self._clock = clock
+        self._start = clock.monotonic()
         self._started = 0
 
     async def wait(self) -> None:
         if self._interval:
-            delay = self._start + self._started * self._interval - time.monotonic()
+            delay = self._start + self._started * self._interval - self._clock.monotonic()
             if delay > 0:
-                await asyncio.sleep(delay)
+                await self._clock.sleep(delay)
         self._started += 1
 
 
 class _Simulation:
     def __init__(
-        self, options: SimulationOptions, clients: list[httpx.AsyncClient], progress: Progress
+        self,
+        options: SimulationOptions,
+        clients: list[httpx.AsyncClient],
+        progress: Progress,
+        clock: Clock,
     ) -> None:
         self.options = options
+        self.clock = clock
         self.progress = progress
         self.bar = progress.add_task("sending", total=options.count)
         self.result = SimulationResult()
@@ -182,7 +206,7 @@ class _Simulation:
             self.slots.put_nowait(clients[i % len(clients)])
 
     async def run(self) -> None:
-        pacer = _Pacer(self.options.rate)
+        pacer = Pacer(self.options.rate, self.clock)
         async with asyncio.TaskGroup() as tasks:
             for _ in range(self.options.count):
                 await pacer.wait()
@@ -237,8 +261,8 @@ class _Simulation:
         )
 
 
-async def run_simulation(options: SimulationOptions) -> SimulationResult:
-    """Send ``options.count`` messages and return what happened to them."""
+async def run_simulation(options: SimulationOptions, clock: Clock | None = None) -> SimulationResult:
+    """Send ``options.count`` messages and return what happened to them; ``clock`` paces the starts."""
     console = Console(stderr=True)
     progress = Progress(
         TextColumn("{task.description}"),
@@ -265,7 +289,7 @@ async def run_simulation(options: SimulationOptions) -> SimulationResult:
                 )
                 for _ in range(math.ceil(options.concurrency / PER_CLIENT))
             ]
-            simulation = _Simulation(options, clients, progress)
+            simulation = _Simulation(options, clients, progress, clock or SystemClock())
             await simulation.run()
     simulation.result.elapsed = time.perf_counter() - started
     return simulation.result
