@@ -128,7 +128,9 @@ class GroupWriter:
         if self._task is None or self._task.done() or self._closing:
             raise DatabaseUnavailable("the writer is not running (service starting or stopping); retry later")
         self._queue.put_nowait(job)
-        await asyncio.shield(job.done)
+        # No shield: a waiter cancelled meanwhile cancels only its future; the job stays queued and
+        # is written with its batch, which answers only the futures not done yet.
+        await job.done
 
     async def _run(self) -> None:
         while True:
@@ -164,7 +166,8 @@ class GroupWriter:
                 except (DBAPIError, OSError) as exc:
                     _fail([job], DatabaseUnavailable(f"database unavailable: {exc.__class__.__name__}"))
                 else:
-                    job.done.set_result(None)
+                    if not job.done.done():
+                        job.done.set_result(None)
             return
         except (DBAPIError, OSError) as exc:
             log.error("database write failed for %d request(s): %s", len(batch), exc)
