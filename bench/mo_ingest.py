@@ -106,8 +106,10 @@ def server(
     An answer, not an open port: with several worker processes the socket listens before any of
     them has started its app, which on a loaded machine takes tens of seconds.
     """
-    output = subprocess.DEVNULL if quiet else None
-    proc = subprocess.Popen(command, env=env, cwd=cwd, stdout=output, stderr=output)
+    # Quiet: the server's output goes to a file, whose end is shown if the server does not start.
+    log = tempfile.TemporaryFile() if quiet else None  # noqa: SIM115 (closed in the finally)
+    errors = subprocess.STDOUT if quiet else None
+    proc = subprocess.Popen(command, env=env, cwd=cwd, stdout=log, stderr=errors)
     try:
         deadline = time.monotonic() + timeout
         while True:
@@ -115,12 +117,18 @@ def server(
                 httpx.get(f"http://127.0.0.1:{port}/health", timeout=2)
                 break  # any status: the app is answering (the bare app has no /health)
             if proc.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f"server {command} did not start (exit code {proc.poll()})")
+                said = ""
+                if log is not None:
+                    log.seek(0)
+                    said = "\n" + log.read().decode(errors="replace")[-3000:]
+                raise SystemExit(f"server {command} did not start (exit code {proc.poll()}){said}")
             time.sleep(0.1)
         yield proc
     finally:
         proc.terminate()  # SIGTERM: the server shuts down gracefully, the writer commits what it holds
         proc.wait(timeout=timeout)
+        if log is not None:
+            log.close()
 
 
 def cpu_seconds(pids: list[int]) -> float:

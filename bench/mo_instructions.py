@@ -89,7 +89,7 @@ def measure(target: str, concurrency: int, messages: int, base: Path) -> tuple[f
         sys.executable,
         *served,
     ]
-    env = service_env(database, work / "flows")
+    env = service_env(f"sqlite+aiosqlite:///{database}", work / "flows")
 
     def control(*options: str) -> None:
         subprocess.run(["callgrind_control", *options, str(proc.pid)], check=True, capture_output=True)
@@ -110,8 +110,10 @@ def measure(target: str, concurrency: int, messages: int, base: Path) -> tuple[f
     )
     if target == "bare":
         return summary / messages, warm + acknowledged == 200 + messages
-    rows, held, _votes = count_rows(database)
-    return summary / messages, rows == warm + acknowledged == 200 + messages and held == 0
+    stored = count_rows(f"sqlite+aiosqlite:///{database}")
+    return summary / messages, stored.check(warm + acknowledged, target == "vote") and (
+        warm + acknowledged == 200 + messages
+    )
 
 
 def main() -> None:

@@ -121,3 +121,38 @@ def test_folding_duplicates_leaves_each_requests_own_row_as_it_came() -> None:
         ("a", 2, later),
         ("b", 1, first),
     ]
+
+
+async def test_a_waiter_cancelled_before_its_commit_leaves_its_row_to_the_batch(
+    writer: tuple[GroupWriter, Service],
+) -> None:
+    w, db = writer
+    gone = asyncio.ensure_future(_store(w))
+    others = [asyncio.ensure_future(_store(w)) for _ in range(3)]
+    await asyncio.sleep(0)  # every request is queued, none committed
+    gone.cancel()
+    assert await asyncio.gather(*others) == [None, None, None]
+    assert gone.cancelled()
+    assert await db.scalar("SELECT count(*) FROM inbound_messages") == 4
+
+
+async def test_a_cancelled_waiter_in_a_batch_retried_row_by_row_fails_no_neighbour(
+    writer: tuple[GroupWriter, Service],
+) -> None:
+    w, db = writer
+    bad = asyncio.ensure_future(
+        w.quarantine(
+            raw_body=b"x",
+            content_type=None,
+            client_ip="127.0.0.1",
+            reason=None,  # type: ignore[arg-type]
+            received_at=utcnow(),
+        )
+    )
+    gone, kept = asyncio.ensure_future(_store(w)), asyncio.ensure_future(_store(w))
+    await asyncio.sleep(0)
+    gone.cancel()
+    results = await asyncio.gather(bad, kept, return_exceptions=True)
+    assert isinstance(results[0], IntegrityError)
+    assert results[1] is None
+    assert await db.scalar("SELECT count(*) FROM inbound_messages") == 2

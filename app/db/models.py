@@ -105,7 +105,6 @@ class InboundMessage(Base):
         Index("ix_inbound_sender", "sender", "id"),
         Index("ix_inbound_number", "number", "id"),
         Index("ix_inbound_status", "status", "id"),
-        Index("ix_inbound_ext_id", "ext_id"),
         Index("ix_inbound_reply_to", "reply_to_id"),
     )
 

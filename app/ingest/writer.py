@@ -128,7 +128,9 @@ class GroupWriter:
         if self._task is None or self._task.done() or self._closing:
             raise DatabaseUnavailable("the writer is not running (service starting or stopping); retry later")
         self._queue.put_nowait(job)
-        await asyncio.shield(job.done)
+        # No shield: a waiter cancelled meanwhile cancels only its future; the job stays queued and
+        # is written with its batch, which answers only the futures not done yet.
+        await job.done
 
     async def _run(self) -> None:
         while True:
@@ -164,7 +166,8 @@ class GroupWriter:
                 except (DBAPIError, OSError) as exc:
                     _fail([job], DatabaseUnavailable(f"database unavailable: {exc.__class__.__name__}"))
                 else:
-                    job.done.set_result(None)
+                    if not job.done.done():
+                        job.done.set_result(None)
             return
         except (DBAPIError, OSError) as exc:
             log.error("database write failed for %d request(s): %s", len(batch), exc)
@@ -235,28 +238,32 @@ class GroupWriter:
         quarantined: list[dict[str, Any]],
         resolved: Sequence[tuple[int, str]],
     ) -> None:
-        """Lock and commit in the writer thread; do the work itself on the event loop.
+        """Run the whole transaction in the writer thread: one hand-off per batch.
 
         Taking the write lock (BEGIN IMMEDIATE) may wait for another process and the commit
-        waits for fsync: both block, so they run in the thread. The statements in between are
-        pure CPU, and running them here spares the GIL hand-offs a second busy thread costs.
+        waits for fsync: both block, so they cannot run on the event loop. The statements in
+        between go with them: a hand-off costs more than the GIL the thread shares with the loop
+        while it runs them (SQLite itself lets go of the GIL while it steps and syncs).
         """
-        assert self._sync_engine is not None
         loop = asyncio.get_running_loop()
-        conn = await loop.run_in_executor(self._thread, self._begin)
-        try:
-            self._transaction(conn, messages, quarantined, resolved)
-            await loop.run_in_executor(self._thread, conn.commit)
-        except BaseException:
-            await loop.run_in_executor(self._thread, _close, conn)
-            raise
-        conn.close()
+        await loop.run_in_executor(self._thread, self._sqlite_batch, messages, quarantined, resolved)
 
-    def _begin(self) -> Connection:
+    def _sqlite_batch(
+        self,
+        messages: list[dict[str, Any]],
+        quarantined: list[dict[str, Any]],
+        resolved: Sequence[tuple[int, str]],
+    ) -> None:
         assert self._sync_engine is not None
         conn = self._sync_engine.connect()
-        conn.begin()
-        return conn
+        try:
+            conn.begin()
+            self._transaction(conn, messages, quarantined, resolved)
+            conn.commit()
+        except BaseException:
+            _close(conn)
+            raise
+        conn.close()
 
     def _transaction(
         self,

@@ -155,7 +155,9 @@ def _multipart_pairs(body: bytes, boundary: str) -> list[tuple[bytes, bytes, str
 
 
 def _unquoted(raw: bytes) -> bytes:
-    if b"%" not in raw and b"+" not in raw:  # most fields (digits, ids) have nothing to decode
+    # Most fields (digits, ids) have nothing to decode. find(), not `in`: bytes.__contains__ tries
+    # the needle as an integer first and builds a TypeError for every bytes needle it is given.
+    if raw.find(b"%") < 0 and raw.find(b"+") < 0:
         return raw
     return unquote_to_bytes(raw.replace(b"+", b" "))
 
