@@ -18,10 +18,11 @@ from typing import Any
 from litestar import Request
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.dashboard.counting import MinuteCounter, VoteCounter
+from app.dashboard.counting import EventCounter, MinuteCounter, VoteCounter
 from app.db.flow_models import Vote
 from app.db.models import InboundMessage, OutboxMessage, utcnow
 from app.flows.loader import LoadedFlow
+from app.reads.flow_log import FlowLog
 from app.reads.overview import today_start
 from app.reads.series import unindexed, window
 from app.reads.tally import Tally
@@ -68,6 +69,7 @@ class TallyHub:
         self.feeds: dict[tuple[str, str], _Feed] = {}
         self.counters: dict[tuple[str, str], VoteCounter] = {}
         self.minutes: dict[str, MinuteCounter] = {}
+        self.events: dict[str, EventCounter] = {}
         self.warming: asyncio.Task[None] | None = None
         self.fragments: dict[tuple[str, str], tuple[Tally, str]] = {}
 
@@ -81,6 +83,13 @@ class TallyHub:
     async def snapshot(self, flow: LoadedFlow) -> Tally:
         """The tally now, counting only what came since this process last counted."""
         return await self.counter(flow).tally(self.engine)
+
+    async def flow_log(self, flow_id: str) -> FlowLog:
+        """The flow's event log by outcome and file hash, counting only the events since the last look."""
+        found = self.events.get(flow_id)
+        if found is None:
+            found = self.events[flow_id] = EventCounter(flow_id)
+        return await found.flow_log(self.engine)
 
     def minute_counter(self, name: str, make: Callable[[], MinuteCounter]) -> MinuteCounter:
         """The per-minute counter called ``name`` (made by ``make`` the first time)."""
@@ -116,8 +125,10 @@ class TallyHub:
         )
 
     def warm_up(self, flows: Iterable[LoadedFlow]) -> None:
-        """Count in the background what the overview and the vote pages show: the traffic since
-        midnight (or the chart's hours, when longer), the tallies and votes per minute."""
+        """Count in the background what the overview and the flow pages show: the traffic since
+        midnight (or the chart's hours, when longer), the tallies and votes per minute, the
+        event logs."""
+        flows = list(flows)
         votes = [f for f in flows if f.kind == "vote"]
 
         async def count() -> None:
@@ -127,6 +138,8 @@ class TallyHub:
                 for flow in votes:
                     await self.snapshot(flow)
                     await self.votes_per_minute(flow).minutes(self.engine, window(utcnow(), hours=1)[0])
+                for flow in flows:
+                    await self.flow_log(flow.id)
             except Exception:  # the first page counts instead
                 log.exception("the dashboard's counts could not be made at start")
 
@@ -134,7 +147,11 @@ class TallyHub:
 
     async def stop(self) -> None:
         """End the background counts (start-up counting, recounts) before the engine goes."""
-        counters: list[VoteCounter | MinuteCounter] = [*self.counters.values(), *self.minutes.values()]
+        counters: list[VoteCounter | MinuteCounter | EventCounter] = [
+            *self.counters.values(),
+            *self.minutes.values(),
+            *self.events.values(),
+        ]
         tasks = [self.warming, *(c.recounts.task for c in counters), *(f.task for f in self.feeds.values())]
         for task in tasks:
             if task is not None:
