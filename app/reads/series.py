@@ -69,12 +69,12 @@ def settled_through(
     at_col: InstrumentedAttribute[datetime],
     before: datetime,
 ) -> int:
-    """The highest id of the rows older than ``before`` (0 when there are none): the rows a
-    count may take as all committed, when no transaction stays open that long."""
+    """The highest id of the rows older than ``before`` (0 when there are none): the rows up to
+    it a count may take as all committed, when no transaction stays open that long. Ids between
+    it and the first newer row may belong to transactions still open: they are not settled."""
     first = first_id_since(conn, id_col, at_col, before)
-    if first is not None:
-        return first - 1
-    return int(conn.execute(select(func.max(id_col))).scalar() or 0)
+    older = select(func.max(id_col)) if first is None else select(func.max(id_col)).where(id_col < first)
+    return int(conn.execute(older).scalar() or 0)
 
 
 def _minute_of(
