@@ -10,7 +10,7 @@ from pathlib import Path
 
 from sqlalchemy import insert, update
 
-from app.dashboard.counting import MinuteCounter
+from app.dashboard.counting import MinuteCounter, VoteCounter
 from app.dashboard.live import TallyHub
 from app.db.engine import create_engine
 from app.db.flow_models import Vote
@@ -229,17 +229,19 @@ async def test_recent_votes_are_recounted_in_the_page_and_the_old_ones_settle(
         await conn.execute(insert(Vote), [v | {"created_at": now} for v in _votes(flow.hash, "BB", 6)])
     assert (await counter.tally(engine)).total == 5
     assert not counter.recent_due(engine)
-    counter.recent_counted_at = -math.inf
+    counter.tails.counted_whole_at = -math.inf
     # Only PostgreSQL has several writers: SQLite never needs the recount of the recent rows.
     assert counter.recent_due(engine) == (engine.dialect.name != "sqlite")
     counter.recent_due = lambda engine: True  # type: ignore[method-assign]
-    during = await counter.tally(engine)  # counted within the page: no task beside it
+    during = await counter.tally(engine)  # answers at once from what it had; the recount runs beside
+    assert during.total == 5 and counter.tails.task is not None and counter.recounts.task is None
+    await counter.tails.task
+    after = await counter.tally(engine)
     async with engine.connect() as conn:
         full, last = await conn.run_sync(lambda c: count_votes(c, "final"))
     await engine.dispose()
-    assert counter.recounts.task is None
-    assert {o.option: o.votes for o in during.options} == full == {"A": 3, "B": 4}
-    assert during.last_vote_id == last == 11 and counter.settled_id == 3
+    assert {o.option: o.votes for o in after.options} == full == {"A": 3, "B": 4}
+    assert after.last_vote_id == last == 11 and counter.settled_id == 3
 
 
 async def test_a_flows_event_log_adds_new_events_and_agrees_with_a_full_recount(
@@ -276,3 +278,15 @@ async def test_a_flows_event_log_adds_new_events_and_agrees_with_a_full_recount(
     assert added.outcomes == {"accepted": 3, "repeat": 2}  # the new ones above the last id
     assert recounted == full
     assert full.outcomes == {"accepted": 4, "repeat": 2} and full.hashes == {"h1": 4, "h2": 2}
+
+
+async def test_a_recount_of_the_recent_rows_is_dropped_when_a_whole_count_came_in_between(
+    tmp_path: Path,
+) -> None:
+    flow = load_dir(write_flows(tmp_path / "flows", final=VOTE)).flows["final"]
+    counter = VoteCounter(flow)
+    counter.take(({"A": 5}, 40, {"B": 1}, 41))  # a whole count, taken after the recount started from 30
+    await counter._settle(30, ({"A": 2}, 35, {"B": 9}, 50))
+    assert (counter.counts(), counter.settled_id, counter.last_id) == ({"A": 5, "B": 1}, 40, 41)
+    await counter._settle(40, ({"A": 2}, 45, {"B": 3}, 50))  # started from what is settled: taken
+    assert (counter.counts(), counter.settled_id, counter.last_id) == ({"A": 7, "B": 3}, 45, 50)

@@ -6,12 +6,12 @@ workers) can commit ids out of order, a row committed late behind a higher id wo
 So a counter keeps its counts in two parts: the settled rows, older than ``LATE`` (no
 transaction stays open that long), up to an id, and the recent ones above it. Every ``RECOUNT``
 seconds on PostgreSQL the recent rows are counted again and those grown old move to the
-settled part: a few minutes of rows, counted within the page that finds it due. SQLite has one
-writer at a time, so ids commit in order there and it needs no such recount.
+settled part: a few minutes of rows, not the table. SQLite has one writer at a time, so ids
+commit in order there and it needs no such recount.
 
 Every ``RECOUNT_WHOLE`` seconds, on both, the numbers are counted whole again: that catches rows
-deleted since (an erased number). It runs beside the requests, not in one: a page keeps
-answering from the new rows while it runs, and takes its result when it is done. Only the very
+deleted since (an erased number). Both recounts run beside the requests, not in one: a page
+keeps answering from the new rows while they run, and takes their result when they are done. Only the very
 first count of a counter is waited for.
 """
 
@@ -48,14 +48,15 @@ K = TypeVar("K")
 
 
 class _Recounts:
-    """The whole recount of a counter, started when due and at most one at a time."""
+    """A recount of a counter (whole, or its recent rows), started when due and at most one at a time."""
 
-    def __init__(self) -> None:
+    def __init__(self, every: float) -> None:
+        self.every = every
         self.counted_whole_at = 0.0
         self.task: asyncio.Task[None] | None = None
 
     def due(self) -> bool:
-        return time.monotonic() - self.counted_whole_at > RECOUNT_WHOLE
+        return time.monotonic() - self.counted_whole_at > self.every
 
     def start(
         self, engine: AsyncEngine, count: Callable[[Connection], Any], take: Callable[[Any], Awaitable[None]]
@@ -86,8 +87,9 @@ class _Split(Generic[K]):
         self.settled: dict[K, int] = {}
         self.recent: dict[K, int] = {}
         self.settled_id = self.last_id = 0
-        self.recounts = _Recounts()
-        self.recent_counted_at = 0.0
+        self.recounts = _Recounts(RECOUNT_WHOLE)
+        self.tails = _Recounts(RECOUNT)
+        """The recounts of the recent rows (PostgreSQL)."""
         self.lock = asyncio.Lock()
 
     def count(self, conn: Connection, after: int, through: int | None = None) -> tuple[dict[K, int], int]:
@@ -109,14 +111,18 @@ class _Split(Generic[K]):
 
     def take(self, whole: tuple[dict[K, int], int, dict[K, int], int]) -> None:
         self.settled, self.settled_id, self.recent, self.last_id = whole
-        self.recounts.counted_whole_at = self.recent_counted_at = time.monotonic()
+        self.recounts.counted_whole_at = self.tails.counted_whole_at = time.monotonic()
 
-    def settle(self, tail: tuple[dict[K, int], int, dict[K, int], int]) -> None:
-        """Takes a recount of the rows after ``settled_id`` (made by ``split``)."""
-        grown, self.settled_id, self.recent, self.last_id = tail
-        for key, n in grown.items():
-            self.settled[key] = self.settled.get(key, 0) + n
-        self.recent_counted_at = time.monotonic()
+    async def _settle(self, after: int, tail: tuple[dict[K, int], int, dict[K, int], int]) -> None:
+        """Takes a recount of the rows after ``settled_id`` (made by ``split`` from ``after``),
+        unless a count taken since changed what is settled. The recent rows it replaces include
+        any a page added meanwhile; those above its last id are counted again by the next look."""
+        async with self.lock:
+            if after != self.settled_id:
+                return
+            grown, self.settled_id, self.recent, self.last_id = tail
+            for key, n in grown.items():
+                self.settled[key] = self.settled.get(key, 0) + n
 
     def add(self, fresh: tuple[dict[K, int], int]) -> None:
         new, self.last_id = fresh
@@ -124,20 +130,23 @@ class _Split(Generic[K]):
             self.recent[key] = self.recent.get(key, 0) + n
 
     def recent_due(self, engine: AsyncEngine) -> bool:
-        return engine.dialect.name != "sqlite" and time.monotonic() - self.recent_counted_at > RECOUNT
+        return engine.dialect.name != "sqlite" and self.tails.due()
 
     async def update(self, engine: AsyncEngine) -> None:
-        """Counts what came since the last look (and the recent rows again when due); the lock
+        """Counts what came since the last look, and starts the recounts that are due; the lock
         is held by the caller."""
         if self.recounts.due():
             self.recounts.start(engine, self.whole, self._take_later)
+        elif self.recent_due(engine):
+            settled_id = self.settled_id
+
+            async def settle(tail: tuple[dict[K, int], int, dict[K, int], int]) -> None:
+                await self._settle(settled_id, tail)
+
+            self.tails.start(engine, lambda c: self.split(c, settled_id), settle)
+        after = self.last_id
         async with engine.connect() as conn:
-            if self.recent_due(engine):
-                after = self.settled_id
-                self.settle(await conn.run_sync(lambda c: self.split(c, after)))
-            else:
-                after = self.last_id
-                self.add(await conn.run_sync(lambda c: self.count(c, after)))
+            self.add(await conn.run_sync(lambda c: self.count(c, after)))
 
     def whole(self, conn: Connection) -> Any:
         """The whole count that runs beside the requests."""

@@ -152,7 +152,8 @@ class TallyHub:
             *self.minutes.values(),
             *self.events.values(),
         ]
-        tasks = [self.warming, *(c.recounts.task for c in counters), *(f.task for f in self.feeds.values())]
+        recounts = [task for c in counters for task in (c.recounts.task, c.tails.task)]
+        tasks = [self.warming, *recounts, *(f.task for f in self.feeds.values())]
         for task in tasks:
             if task is not None:
                 task.cancel()
