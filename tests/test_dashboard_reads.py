@@ -18,6 +18,7 @@ from app.db.migrate import upgrade
 from app.db.models import FlowEvent, InboundMessage
 from app.flows.loader import load_dir
 from app.reads.flow_log import flow_log
+from app.reads.overview import _since, today_start
 from app.reads.series import first_id_since, per_minute
 from app.reads.tally import count_votes, latest_votes, make_tally
 from tests.conftest import make_settings, new_sms_id, write_flows
@@ -290,3 +291,29 @@ async def test_a_recount_of_the_recent_rows_is_dropped_when_a_whole_count_came_i
     assert (counter.counts(), counter.settled_id, counter.last_id) == ({"A": 5, "B": 1}, 40, 41)
     await counter._settle(40, ({"A": 2}, 45, {"B": 3}, 50))  # started from what is settled: taken
     assert (counter.counts(), counter.settled_id, counter.last_id) == ({"A": 7, "B": 3}, 45, 50)
+
+
+async def test_todays_totals_add_new_rows_and_a_recount_finds_a_late_one(database_url: str) -> None:
+    engine = await _engine(database_url)
+    now = datetime.now(UTC)
+    hub = TallyHub(engine)
+    async with engine.begin() as conn:
+        yesterday = today_start(now) - timedelta(minutes=1)
+        await conn.execute(insert(InboundMessage), [_inbound(yesterday)])
+        await conn.execute(insert(InboundMessage), [_inbound(now) | {"id": 10}, _inbound(now) | {"id": 11}])
+    first = await hub.today(now)
+    async with engine.begin() as conn:
+        await conn.execute(insert(InboundMessage), [_inbound(now) | {"id": 12}, _inbound(now) | {"id": 5}])
+    added = await hub.today(now)
+    counter = hub.totals["inbound"]
+    counter.recounts.counted_whole_at = -math.inf
+    await hub.today(now)
+    assert counter.recounts.task is not None
+    await counter.recounts.task
+    recounted = await hub.today(now)
+    async with engine.connect() as conn:
+        full = await conn.run_sync(lambda c: _since(c, InboundMessage, today_start(now)))
+    await engine.dispose()
+    assert first == (2, 0)
+    assert added == (3, 0)  # the new row above the last id; id 5 committed late is not seen
+    assert recounted == (full, 0) == (4, 0)

@@ -24,7 +24,7 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import ColumnElement, Connection
+from sqlalchemy import ColumnElement, Connection, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm import InstrumentedAttribute
 
@@ -32,7 +32,7 @@ from app.db.flow_models import Vote
 from app.db.models import FlowEvent, utcnow
 from app.flows.loader import LoadedFlow
 from app.reads.flow_log import EventCounts, FlowLog, count_events, log_of
-from app.reads.series import first_id_since, minute_counts, settled_through
+from app.reads.series import first_id_since, minute_counts, rows_after, settled_through
 from app.reads.tally import Tally, count_votes, make_tally
 
 RECOUNT = 30.0
@@ -220,6 +220,39 @@ class MinuteCounter(_Split[datetime]):
             start, counts = whole
             if counts is not None and self.since is not None and start <= self.since:
                 self.take(counts)
+
+
+class RowCounter(_Split[str]):
+    """The rows of one table since a moment (today's messages): counted, not grouped by minute."""
+
+    def __init__(
+        self, id_col: InstrumentedAttribute[int], at_col: InstrumentedAttribute[datetime], since: datetime
+    ) -> None:
+        super().__init__(id_col, at_col)
+        self.since = since
+        self.counted = False
+
+    def count(self, conn: Connection, after: int, through: int | None = None) -> tuple[dict[str, int], int]:
+        n, last = rows_after(conn, self.id_col, after, through)
+        return {"rows": n}, last
+
+    def whole(self, conn: Connection) -> Any:
+        # The highest id before looking: a row that comes meanwhile is above it, counted next.
+        top = int(conn.execute(select(func.max(self.id_col))).scalar() or 0)
+        first = first_id_since(conn, self.id_col, self.at_col, self.since)
+        if first is None:  # nothing since: every row up to ``top`` is older
+            return {}, top, {}, top
+        return self.split(conn, first - 1)
+
+    async def rows(self, engine: AsyncEngine) -> int:
+        async with self.lock:
+            if not self.counted:
+                async with engine.connect() as conn:
+                    self.take(await conn.run_sync(self.whole))
+                self.counted = True
+            else:
+                await self.update(engine)
+            return sum(self.counts().values())
 
 
 class VoteCounter(_Split[str]):

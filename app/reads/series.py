@@ -141,6 +141,18 @@ def minute_counts(
     return counts, last
 
 
+def rows_after(
+    conn: Connection,
+    id_col: InstrumentedAttribute[int],
+    after_id: int,
+    through: int | None = None,
+) -> tuple[int, int]:
+    """How many rows have an id above ``after_id`` (and up to ``through``), and the highest id."""
+    upto = [] if through is None else [id_col <= through]
+    count, top = conn.execute(select(func.count(), func.max(id_col)).where(id_col > after_id, *upto)).one()
+    return int(count), max(after_id, int(top or 0))
+
+
 def window(now: datetime, hours: int) -> tuple[datetime, int]:
     """The first minute and the number of minutes of a chart of the last ``hours`` up to ``now``."""
     minutes = hours * 60
