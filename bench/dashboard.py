@@ -3,9 +3,10 @@
     .venv/bin/python bench/dashboard.py [--rows 1000000] [--requests 30] [--database var/bench-dash.db]
     .venv/bin/python bench/dashboard.py --postgres [--pg-name smsflows_dash_x --keep]
 
-Seeds ``--rows`` inbound messages, as many outbound messages and as many votes of one vote flow,
-spread over the last 24 hours (a fifth of them in the last three), unless the database already
-holds them; then starts the service as a subprocess, signs in and requests each page in turn.
+Seeds ``--rows`` inbound messages, as many outbound messages, as many votes of one vote flow and
+the flow event of each vote, spread over the last 24 hours (a fifth of them in the last three),
+unless the database already holds them; then starts the service as a subprocess, signs in and
+requests each page in turn.
 The first request of a page is shown apart: it pays for what the service counts once.
 
 SQLite: the file is kept, and a later run reuses it (the seeding takes minutes). PostgreSQL
@@ -69,6 +70,8 @@ def _moments(rows: int, now: datetime) -> list[datetime]:
 def seed(db: Path, rows: int) -> None:
     conn = sqlite3.connect(db)
     if conn.execute("SELECT count(*) FROM inbound_messages").fetchone()[0] >= rows:
+        seed_events(conn)
+        conn.close()
         return
     now = datetime.now(UTC)
     stamps = [t.replace(tzinfo=None).isoformat(" ", "microseconds") for t in _moments(rows, now)]
@@ -90,8 +93,38 @@ def seed(db: Path, rows: int) -> None:
             "message_time) VALUES ('final', 'bench', ?, 1, ?, ?, ?, 0)",
             ((f"48{600000000 + i}", "ABC"[i % 3], i + 1, t) for i, t in enumerate(stamps)),
         )
+    seed_events(conn)
     conn.close()
     print(f"seeded {rows:,} inbound, outbound and votes in {time.perf_counter() - start:.0f} s")
+
+
+def seed_events(conn: sqlite3.Connection) -> None:
+    """A flow event per inbound message (the vote it counted), as the flows write them: the flow
+    pages read the event log by flow. Added to a database seeded before without them."""
+    if conn.execute("SELECT 1 FROM flow_events LIMIT 1").fetchone() is not None:
+        return
+    start = time.perf_counter()
+    with conn:
+        conn.execute(
+            "INSERT INTO flow_events (inbound_id, sender, flow_id, flow_hash, outcome, detail, "
+            "reply_id, created_at) SELECT id, sender, 'final', 'bench', 'accepted', NULL, id, "
+            "received_at FROM inbound_messages ORDER BY id"
+        )
+    print(f"seeded the flow events in {time.perf_counter() - start:.0f} s")
+
+
+async def seed_events_postgres(conn: asyncpg.Connection) -> None:
+    """As ``seed_events``."""
+    if await conn.fetchval("SELECT 1 FROM flow_events LIMIT 1") is not None:
+        return
+    start = time.perf_counter()
+    await conn.execute(
+        "INSERT INTO flow_events (inbound_id, sender, flow_id, flow_hash, outcome, detail, reply_id, "
+        "created_at) SELECT id, sender, 'final', 'bench', 'accepted', NULL, id, received_at "
+        "FROM inbound_messages ORDER BY id"
+    )
+    await conn.execute("ANALYZE flow_events")
+    print(f"seeded the flow events in {time.perf_counter() - start:.0f} s")
 
 
 async def seed_postgres(url: str, rows: int) -> None:
@@ -99,6 +132,7 @@ async def seed_postgres(url: str, rows: int) -> None:
     conn = await asyncpg.connect(url)
     try:
         if await conn.fetchval("SELECT count(*) FROM inbound_messages") >= rows:
+            await seed_events_postgres(conn)
             return
         start = time.perf_counter()
         stamps = _moments(rows, datetime.now(UTC))
@@ -124,6 +158,7 @@ async def seed_postgres(url: str, rows: int) -> None:
                      for i, (p, t) in enumerate(zip(phones, stamps, strict=True))),
         )  # fmt: skip
         await conn.execute("ANALYZE")
+        await seed_events_postgres(conn)
         print(f"seeded {rows:,} inbound, outbound and votes in {time.perf_counter() - start:.0f} s")
     finally:
         await conn.close()

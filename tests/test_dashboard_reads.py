@@ -10,13 +10,15 @@ from pathlib import Path
 
 from sqlalchemy import insert, update
 
-from app.dashboard.counting import MinuteCounter
+from app.dashboard.counting import MinuteCounter, VoteCounter
 from app.dashboard.live import TallyHub
 from app.db.engine import create_engine
 from app.db.flow_models import Vote
 from app.db.migrate import upgrade
-from app.db.models import InboundMessage
+from app.db.models import FlowEvent, InboundMessage
 from app.flows.loader import load_dir
+from app.reads.flow_log import flow_log
+from app.reads.overview import _since, today_start
 from app.reads.series import first_id_since, per_minute
 from app.reads.tally import count_votes, latest_votes, make_tally
 from tests.conftest import make_settings, new_sms_id, write_flows
@@ -210,3 +212,108 @@ def test_a_tally_is_rendered_once_per_language_for_all_its_viewers() -> None:
     shown.append(hub.fragment(newer, "en", render("en")))
     assert shown == ["en:1", "en:1", "pl:1", "en:1", "en:2"]
     assert made == ["en", "pl", "en"]  # once per tally and language, however many viewers
+
+
+async def test_recent_votes_are_recounted_in_the_page_and_the_old_ones_settle(
+    database_url: str, tmp_path: Path
+) -> None:
+    engine = await _engine(database_url)
+    flow = load_dir(write_flows(tmp_path / "flows", final=VOTE)).flows["final"]
+    counter = TallyHub(engine).counter(flow)
+    now = datetime.now(UTC)
+    old = [v | {"created_at": now - timedelta(minutes=20)} for v in _votes(flow.hash, "AAB", 1)]
+    async with engine.begin() as conn:
+        await conn.execute(insert(Vote), old + [v | {"created_at": now} for v in _votes(flow.hash, "AB", 10)])
+    assert (await counter.tally(engine)).total == 5
+    assert counter.settled_id == 3 and counter.settled == {"A": 2, "B": 1}  # older than LATE
+    async with engine.begin() as conn:  # another writer's transaction commits ids 6 and 7 after id 11
+        await conn.execute(insert(Vote), [v | {"created_at": now} for v in _votes(flow.hash, "BB", 6)])
+    assert (await counter.tally(engine)).total == 5
+    assert not counter.recent_due(engine)
+    counter.tails.counted_whole_at = -math.inf
+    # Only PostgreSQL has several writers: SQLite never needs the recount of the recent rows.
+    assert counter.recent_due(engine) == (engine.dialect.name != "sqlite")
+    counter.recent_due = lambda engine: True  # type: ignore[method-assign]
+    during = await counter.tally(engine)  # answers at once from what it had; the recount runs beside
+    assert during.total == 5 and counter.tails.task is not None and counter.recounts.task is None
+    await counter.tails.task
+    after = await counter.tally(engine)
+    async with engine.connect() as conn:
+        full, last = await conn.run_sync(lambda c: count_votes(c, "final"))
+    await engine.dispose()
+    assert {o.option: o.votes for o in after.options} == full == {"A": 3, "B": 4}
+    assert after.last_vote_id == last == 11 and counter.settled_id == 3
+
+
+async def test_a_flows_event_log_adds_new_events_and_agrees_with_a_full_recount(
+    database_url: str, tmp_path: Path
+) -> None:
+    engine = await _engine(database_url)
+    hub = TallyHub(engine)
+    now = datetime.now(UTC)
+
+    def events(outcomes: str, first_id: int, flow_hash: str = "h1", flow_id: str = "final") -> list[object]:
+        names = {"a": "accepted", "r": "repeat"}
+        return [
+            {"id": first_id + i, "inbound_id": first_id + i, "sender": "48600000001", "flow_id": flow_id,
+             "flow_hash": flow_hash, "outcome": names[o], "created_at": now}
+            for i, o in enumerate(outcomes)
+        ]  # fmt: skip
+
+    async with engine.begin() as conn:
+        await conn.execute(insert(FlowEvent), events("aar", 10) + events("a", 20, flow_id="other"))
+    first = await hub.flow_log("final")
+    async with engine.begin() as conn:
+        await conn.execute(insert(FlowEvent), events("ar", 30, flow_hash="h2") + events("a", 5))  # 5: late
+    added = await hub.flow_log("final")
+    counter = hub.events["final"]
+    counter.recounts.counted_whole_at = -math.inf
+    await hub.flow_log("final")
+    assert counter.recounts.task is not None
+    await counter.recounts.task
+    recounted = await hub.flow_log("final")
+    async with engine.connect() as conn:
+        full = await conn.run_sync(lambda c: flow_log(c, "final"))
+    await engine.dispose()
+    assert first.outcomes == {"accepted": 2, "repeat": 1} and first.hashes == {"h1": 3}
+    assert added.outcomes == {"accepted": 3, "repeat": 2}  # the new ones above the last id
+    assert recounted == full
+    assert full.outcomes == {"accepted": 4, "repeat": 2} and full.hashes == {"h1": 4, "h2": 2}
+
+
+async def test_a_recount_of_the_recent_rows_is_dropped_when_a_whole_count_came_in_between(
+    tmp_path: Path,
+) -> None:
+    flow = load_dir(write_flows(tmp_path / "flows", final=VOTE)).flows["final"]
+    counter = VoteCounter(flow)
+    counter.take(({"A": 5}, 40, {"B": 1}, 41))  # a whole count, taken after the recount started from 30
+    await counter._settle(30, ({"A": 2}, 35, {"B": 9}, 50))
+    assert (counter.counts(), counter.settled_id, counter.last_id) == ({"A": 5, "B": 1}, 40, 41)
+    await counter._settle(40, ({"A": 2}, 45, {"B": 3}, 50))  # started from what is settled: taken
+    assert (counter.counts(), counter.settled_id, counter.last_id) == ({"A": 7, "B": 3}, 45, 50)
+
+
+async def test_todays_totals_add_new_rows_and_a_recount_finds_a_late_one(database_url: str) -> None:
+    engine = await _engine(database_url)
+    now = datetime.now(UTC)
+    hub = TallyHub(engine)
+    async with engine.begin() as conn:
+        yesterday = today_start(now) - timedelta(minutes=1)
+        await conn.execute(insert(InboundMessage), [_inbound(yesterday)])
+        await conn.execute(insert(InboundMessage), [_inbound(now) | {"id": 10}, _inbound(now) | {"id": 11}])
+    first = await hub.today(now)
+    async with engine.begin() as conn:
+        await conn.execute(insert(InboundMessage), [_inbound(now) | {"id": 12}, _inbound(now) | {"id": 5}])
+    added = await hub.today(now)
+    counter = hub.totals["inbound"]
+    counter.recounts.counted_whole_at = -math.inf
+    await hub.today(now)
+    assert counter.recounts.task is not None
+    await counter.recounts.task
+    recounted = await hub.today(now)
+    async with engine.connect() as conn:
+        full = await conn.run_sync(lambda c: _since(c, InboundMessage, today_start(now)))
+    await engine.dispose()
+    assert first == (2, 0)
+    assert added == (3, 0)  # the new row above the last id; id 5 committed late is not seen
+    assert recounted == (full, 0) == (4, 0)

@@ -2,12 +2,17 @@
 
 Ids grow with arrival, so "what came since the last look" is ``id > last_id``: a page refresh
 costs a few rows, not the table. Where transactions of several writers (PostgreSQL, many
-workers) can commit ids out of order, a row committed late behind a higher id would be missed,
-so every ``RECOUNT`` seconds the numbers are counted whole again. SQLite has one writer at a
-time, so ids commit in order there and the recount only catches rows deleted since (an erased
-number): it runs every ``RECOUNT_SQLITE`` seconds. The recount runs beside the requests, not in
-one: a page keeps answering from the new rows while it runs, and takes its result when it is
-done. Only the very first count of a counter is waited for.
+workers) can commit ids out of order, a row committed late behind a higher id would be missed.
+So a counter keeps its counts in two parts: the settled rows, older than ``LATE`` (no
+transaction stays open that long), up to an id, and the recent ones above it. Every ``RECOUNT``
+seconds on PostgreSQL the recent rows are counted again and those grown old move to the
+settled part: a few minutes of rows, not the table. SQLite has one writer at a time, so ids
+commit in order there and it needs no such recount.
+
+Every ``RECOUNT_WHOLE`` seconds, on both, the numbers are counted whole again: that catches rows
+deleted since (an erased number). Both recounts run beside the requests, not in one: a page
+keeps answering from the new rows while they run, and takes their result when they are done. Only the very
+first count of a counter is waited for.
 """
 
 from __future__ import annotations
@@ -17,33 +22,41 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Generic, TypeVar
 
-from sqlalchemy import ColumnElement, Connection
+from sqlalchemy import ColumnElement, Connection, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm import InstrumentedAttribute
 
-from app.db.models import utcnow
+from app.db.flow_models import Vote
+from app.db.models import FlowEvent, utcnow
 from app.flows.loader import LoadedFlow
-from app.reads.series import first_id_since, minute_counts
+from app.reads.flow_log import EventCounts, FlowLog, count_events, log_of
+from app.reads.series import first_id_since, minute_counts, rows_after, settled_through
 from app.reads.tally import Tally, count_votes, make_tally
 
 RECOUNT = 30.0
-RECOUNT_SQLITE = 600.0
+"""Seconds between the recounts of the recent rows (PostgreSQL)."""
+RECOUNT_WHOLE = 600.0
+"""Seconds between the whole recounts (both databases)."""
+LATE = timedelta(minutes=5)
+"""How long after taking its id a row may still commit: older rows are settled."""
 
 log = logging.getLogger("smsflows.dashboard")
 
+K = TypeVar("K")
+
 
 class _Recounts:
-    """The whole recount of a counter, started when due and at most one at a time."""
+    """A recount of a counter (whole, or its recent rows), started when due and at most one at a time."""
 
-    def __init__(self) -> None:
+    def __init__(self, every: float) -> None:
+        self.every = every
         self.counted_whole_at = 0.0
         self.task: asyncio.Task[None] | None = None
 
-    def due(self, engine: AsyncEngine) -> bool:
-        every = RECOUNT_SQLITE if engine.dialect.name == "sqlite" else RECOUNT
-        return time.monotonic() - self.counted_whole_at > every
+    def due(self) -> bool:
+        return time.monotonic() - self.counted_whole_at > self.every
 
     def start(
         self, engine: AsyncEngine, count: Callable[[Connection], Any], take: Callable[[Any], Awaitable[None]]
@@ -65,7 +78,88 @@ class _Recounts:
         self.task = asyncio.create_task(run(), name="dashboard recount")
 
 
-class MinuteCounter:
+class _Split(Generic[K]):
+    """Counts by key in two parts: rows up to ``settled_id`` and the recent rows after it, up to
+    ``last_id``. ``count(conn, after, through)`` counts the rows in that id range."""
+
+    def __init__(self, id_col: InstrumentedAttribute[int], at_col: InstrumentedAttribute[datetime]) -> None:
+        self.id_col, self.at_col = id_col, at_col
+        self.settled: dict[K, int] = {}
+        self.recent: dict[K, int] = {}
+        self.settled_id = self.last_id = 0
+        self.recounts = _Recounts(RECOUNT_WHOLE)
+        self.tails = _Recounts(RECOUNT)
+        """The recounts of the recent rows (PostgreSQL)."""
+        self.lock = asyncio.Lock()
+
+    def count(self, conn: Connection, after: int, through: int | None = None) -> tuple[dict[K, int], int]:
+        raise NotImplementedError
+
+    def counts(self) -> dict[K, int]:
+        both = dict(self.settled)
+        for key, n in self.recent.items():
+            both[key] = both.get(key, 0) + n
+        return both
+
+    def split(self, conn: Connection, after: int) -> tuple[dict[K, int], int, dict[K, int], int]:
+        """From id ``after`` on: the rows grown settled, the id they go up to, the recent rows
+        and the highest id counted."""
+        through = max(after, settled_through(conn, self.id_col, self.at_col, utcnow() - LATE))
+        settled = self.count(conn, after, through)[0] if through > after else {}
+        recent, last = self.count(conn, through)
+        return settled, through, recent, max(last, through)
+
+    def take(self, whole: tuple[dict[K, int], int, dict[K, int], int]) -> None:
+        self.settled, self.settled_id, self.recent, self.last_id = whole
+        self.recounts.counted_whole_at = self.tails.counted_whole_at = time.monotonic()
+
+    async def _settle(self, after: int, tail: tuple[dict[K, int], int, dict[K, int], int]) -> None:
+        """Takes a recount of the rows after ``settled_id`` (made by ``split`` from ``after``),
+        unless a count taken since changed what is settled. The recent rows it replaces include
+        any a page added meanwhile; those above its last id are counted again by the next look."""
+        async with self.lock:
+            if after != self.settled_id:
+                return
+            grown, self.settled_id, self.recent, self.last_id = tail
+            for key, n in grown.items():
+                self.settled[key] = self.settled.get(key, 0) + n
+
+    def add(self, fresh: tuple[dict[K, int], int]) -> None:
+        new, self.last_id = fresh
+        for key, n in new.items():
+            self.recent[key] = self.recent.get(key, 0) + n
+
+    def recent_due(self, engine: AsyncEngine) -> bool:
+        return engine.dialect.name != "sqlite" and self.tails.due()
+
+    async def update(self, engine: AsyncEngine) -> None:
+        """Counts what came since the last look, and starts the recounts that are due; the lock
+        is held by the caller."""
+        if self.recounts.due():
+            self.recounts.start(engine, self.whole, self._take_later)
+        elif self.recent_due(engine):
+            settled_id = self.settled_id
+
+            async def settle(tail: tuple[dict[K, int], int, dict[K, int], int]) -> None:
+                await self._settle(settled_id, tail)
+
+            self.tails.start(engine, lambda c: self.split(c, settled_id), settle)
+        after = self.last_id
+        async with engine.connect() as conn:
+            self.add(await conn.run_sync(lambda c: self.count(c, after)))
+
+    def whole(self, conn: Connection) -> Any:
+        """The whole count that runs beside the requests."""
+        return self.split(conn, 0)
+
+    async def _take_later(self, whole: Any) -> None:
+        # The recount saw every row up to its last id; rows after it are counted again by the
+        # next look, so nothing is counted twice.
+        async with self.lock:
+            self.take(whole)
+
+
+class MinuteCounter(_Split[datetime]):
     """Rows per minute of one table (optionally narrowed, e.g. to one flow's votes)."""
 
     def __init__(
@@ -74,13 +168,15 @@ class MinuteCounter:
         at_col: InstrumentedAttribute[datetime],
         *where: ColumnElement[bool],
     ) -> None:
-        self.id_col, self.at_col, self.where = id_col, at_col, where
-        self.buckets: dict[datetime, int] = {}
-        self.last_id: int | None = None
+        super().__init__(id_col, at_col)
+        self.where = where
         self.since: datetime | None = None
         """The first minute the buckets hold every row of; None: nothing counted yet."""
-        self.recounts = _Recounts()
-        self.lock = asyncio.Lock()
+
+    def count(
+        self, conn: Connection, after: int, through: int | None = None
+    ) -> tuple[dict[datetime, int], int]:
+        return minute_counts(conn, self.id_col, self.at_col, after, *self.where, through=through)
 
     async def series(self, engine: AsyncEngine, start: datetime, minutes: int) -> list[int]:
         buckets = await self.minutes(engine, start)
@@ -91,81 +187,117 @@ class MinuteCounter:
         async with self.lock:
             if self.since is None or start < self.since:
                 async with engine.connect() as conn:
-                    self._take(await conn.run_sync(lambda c: self._whole(c, start)))
+                    self._take_whole(await conn.run_sync(lambda c: self._whole(c, start)))
             else:
-                if self.recounts.due(engine):
-                    self.recounts.start(engine, lambda c: self._whole(c, start), self._take_later)
-                if self.last_id is not None:
-                    async with engine.connect() as conn:
-                        fresh, self.last_id = await conn.run_sync(self._fresh)
-                    for minute, count in fresh.items():
-                        self.buckets[minute] = self.buckets.get(minute, 0) + count
-                for minute in [m for m in self.buckets if m < start]:
-                    del self.buckets[minute]
+                await self.update(engine)
+                for part in (self.settled, self.recent):
+                    for minute in [m for m in part if m < start]:
+                        del part[minute]
                 self.since = start
-            return dict(self.buckets)
+            return self.counts()
 
-    def _fresh(self, conn: Connection) -> tuple[dict[datetime, int], int]:
-        assert self.last_id is not None
-        return minute_counts(conn, self.id_col, self.at_col, self.last_id, *self.where)
+    def whole(self, conn: Connection) -> Any:
+        assert self.since is not None
+        return self._whole(conn, self.since)
 
-    def _whole(self, conn: Connection, start: datetime) -> tuple[datetime, dict[datetime, int], int | None]:
+    def _whole(self, conn: Connection, start: datetime) -> tuple[datetime, Any]:
         first = first_id_since(conn, self.id_col, self.at_col, start)
         if first is None:
-            return start, {}, None  # nothing that recent: the next look counts again from the key
-        buckets, last = minute_counts(conn, self.id_col, self.at_col, first - 1, *self.where)
-        return start, buckets, last
+            return start, None  # nothing that recent: the next look counts again from the key
+        return start, self.split(conn, first - 1)
 
-    def _take(self, whole: tuple[datetime, dict[datetime, int], int | None]) -> None:
-        self.since, self.buckets, self.last_id = whole
-        if self.last_id is None:
-            self.since = None
-        self.recounts.counted_whole_at = time.monotonic()
+    def _take_whole(self, whole: tuple[datetime, Any]) -> None:
+        start, counts = whole
+        if counts is None:
+            self.since, self.settled, self.recent, self.last_id = None, {}, {}, 0
+            return
+        self.since = start
+        self.take(counts)
 
-    async def _take_later(self, whole: tuple[datetime, dict[datetime, int], int | None]) -> None:
-        # The recount saw every row up to its last id; rows after it are counted again by the
-        # next look, so nothing is counted twice. It is taken unless a page has asked since for
-        # minutes older than it counted.
+    async def _take_later(self, whole: Any) -> None:
+        # Taken unless a page has asked since for minutes older than it counted.
         async with self.lock:
-            if self.since is not None and whole[0] <= self.since:
-                self._take(whole)
+            start, counts = whole
+            if counts is not None and self.since is not None and start <= self.since:
+                self.take(counts)
 
 
-class VoteCounter:
+class RowCounter(_Split[str]):
+    """The rows of one table since a moment (today's messages): counted, not grouped by minute."""
+
+    def __init__(
+        self, id_col: InstrumentedAttribute[int], at_col: InstrumentedAttribute[datetime], since: datetime
+    ) -> None:
+        super().__init__(id_col, at_col)
+        self.since = since
+        self.counted = False
+
+    def count(self, conn: Connection, after: int, through: int | None = None) -> tuple[dict[str, int], int]:
+        n, last = rows_after(conn, self.id_col, after, through)
+        return {"rows": n}, last
+
+    def whole(self, conn: Connection) -> Any:
+        # The highest id before looking: a row that comes meanwhile is above it, counted next.
+        top = int(conn.execute(select(func.max(self.id_col))).scalar() or 0)
+        first = first_id_since(conn, self.id_col, self.at_col, self.since)
+        if first is None:  # nothing since: every row up to ``top`` is older
+            return {}, top, {}, top
+        return self.split(conn, first - 1)
+
+    async def rows(self, engine: AsyncEngine) -> int:
+        async with self.lock:
+            if not self.counted:
+                async with engine.connect() as conn:
+                    self.take(await conn.run_sync(self.whole))
+                self.counted = True
+            else:
+                await self.update(engine)
+            return sum(self.counts().values())
+
+
+class VoteCounter(_Split[str]):
     """A vote flow's votes per option, shared by its page loads and its live viewers."""
 
     def __init__(self, flow: LoadedFlow) -> None:
+        super().__init__(Vote.id, Vote.created_at)
         self.flow = flow
         vote = flow.definition.vote  # type: ignore[attr-defined]
         self.options, self.labels = list(vote.options), dict(vote.labels)
         # A replaced vote changes an old row: only a whole count sees it.
         self.always_whole = vote.on_repeat == "replace"
-        self.counts: dict[str, int] | None = None
-        self.last_id = 0
-        self.recounts = _Recounts()
-        self.lock = asyncio.Lock()
+        self.counted = False
+
+    def count(self, conn: Connection, after: int, through: int | None = None) -> tuple[dict[str, int], int]:
+        return count_votes(conn, self.flow.id, after, through)
 
     async def tally(self, engine: AsyncEngine) -> Tally:
         async with self.lock:
-            counts = self.counts
-            if counts is None or self.always_whole:
+            if not self.counted or self.always_whole:
                 async with engine.connect() as conn:
-                    whole, self.last_id = await conn.run_sync(self._whole)
-                self.counts = counts = whole
-                self.recounts.counted_whole_at = time.monotonic()
+                    self.take(await conn.run_sync(lambda c: self.split(c, 0)))
+                self.counted = True
             else:
-                if self.recounts.due(engine):
-                    self.recounts.start(engine, self._whole, self._take_later)
+                await self.update(engine)
+            return make_tally(self.flow.id, self.options, self.labels, self.counts(), self.last_id, utcnow())
+
+
+class EventCounter(_Split[tuple[str, str | None]]):
+    """A flow's events by outcome and file hash: the event log figures on its page."""
+
+    def __init__(self, flow_id: str) -> None:
+        super().__init__(FlowEvent.id, FlowEvent.created_at)
+        self.flow_id = flow_id
+        self.counted = False
+
+    def count(self, conn: Connection, after: int, through: int | None = None) -> tuple[EventCounts, int]:
+        return count_events(conn, self.flow_id, after, through)
+
+    async def flow_log(self, engine: AsyncEngine) -> FlowLog:
+        async with self.lock:
+            if not self.counted:
                 async with engine.connect() as conn:
-                    new, last = await conn.run_sync(lambda c: count_votes(c, self.flow.id, self.last_id))
-                for option, n in new.items():
-                    counts[option] = counts.get(option, 0) + n
-                self.last_id = last
-            return make_tally(self.flow.id, self.options, self.labels, counts, self.last_id, utcnow())
-
-    def _whole(self, conn: Connection) -> tuple[dict[str, int], int]:
-        return count_votes(conn, self.flow.id)
-
-    async def _take_later(self, whole: tuple[dict[str, int], int]) -> None:
-        async with self.lock:  # as for the minutes: the next look counts what came after it
-            self.counts, self.last_id = dict(whole[0]), whole[1]
+                    self.take(await conn.run_sync(lambda c: self.split(c, 0)))
+                self.counted = True
+            else:
+                await self.update(engine)
+            return log_of(self.counts())

@@ -19,7 +19,6 @@ from app.db.models import utcnow
 from app.flows.kinds.subscription import SubscriptionFlow
 from app.flows.live import LiveFlows
 from app.flows.loader import LoadedFlow
-from app.reads.flow_log import flow_log
 from app.reads.members import list_members
 from app.reads.overview import flow_states
 from app.reads.results import flow_activity, kind_results
@@ -67,8 +66,8 @@ class FlowsController(Controller):
         flow = _flow(request, flow_id)
         now = utcnow()
         context: dict[str, Any] = {"flow": flow, "now": now, "source": _source(flow)}
+        context["log"] = await hub_of(request).flow_log(flow.id)
         async with db_engine.connect() as conn:
-            context["log"] = await conn.run_sync(lambda c: flow_log(c, flow.id))
             if flow.kind == "vote":
                 context["latest"] = await conn.run_sync(lambda c: latest_votes(c, flow.id))
             else:

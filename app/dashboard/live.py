@@ -18,10 +18,11 @@ from typing import Any
 from litestar import Request
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.dashboard.counting import MinuteCounter, VoteCounter
+from app.dashboard.counting import EventCounter, MinuteCounter, RowCounter, VoteCounter
 from app.db.flow_models import Vote
 from app.db.models import InboundMessage, OutboxMessage, utcnow
 from app.flows.loader import LoadedFlow
+from app.reads.flow_log import FlowLog
 from app.reads.overview import today_start
 from app.reads.series import unindexed, window
 from app.reads.tally import Tally
@@ -68,6 +69,8 @@ class TallyHub:
         self.feeds: dict[tuple[str, str], _Feed] = {}
         self.counters: dict[tuple[str, str], VoteCounter] = {}
         self.minutes: dict[str, MinuteCounter] = {}
+        self.events: dict[str, EventCounter] = {}
+        self.totals: dict[str, RowCounter] = {}
         self.warming: asyncio.Task[None] | None = None
         self.fragments: dict[tuple[str, str], tuple[Tally, str]] = {}
 
@@ -81,6 +84,13 @@ class TallyHub:
     async def snapshot(self, flow: LoadedFlow) -> Tally:
         """The tally now, counting only what came since this process last counted."""
         return await self.counter(flow).tally(self.engine)
+
+    async def flow_log(self, flow_id: str) -> FlowLog:
+        """The flow's event log by outcome and file hash, counting only the events since the last look."""
+        found = self.events.get(flow_id)
+        if found is None:
+            found = self.events[flow_id] = EventCounter(flow_id)
+        return await found.flow_log(self.engine)
 
     def minute_counter(self, name: str, make: Callable[[], MinuteCounter]) -> MinuteCounter:
         """The per-minute counter called ``name`` (made by ``make`` the first time)."""
@@ -97,8 +107,22 @@ class TallyHub:
             found = self.fragments[key] = (tally, render(tally))
         return found[1]
 
+    async def today(self, now: datetime) -> tuple[int, int]:
+        """Messages received and messages queued since midnight in Warsaw: the overview's totals."""
+        midnight = today_start(now)
+        counts = []
+        for name, id_col, at_col in (
+            ("inbound", InboundMessage.id, InboundMessage.received_at),
+            ("outbound", OutboxMessage.id, OutboxMessage.created_at),
+        ):
+            found = self.totals.get(name)
+            if found is None or found.since != midnight:  # a new day: yesterday's count goes
+                found = self.totals[name] = RowCounter(id_col, at_col, midnight)
+            counts.append(await found.rows(self.engine))
+        return counts[0], counts[1]
+
     def traffic(self) -> tuple[MinuteCounter, MinuteCounter]:
-        """Messages received and messages queued per minute: the overview's chart and totals."""
+        """Messages received and messages queued per minute: the overview's chart."""
         return (
             self.minute_counter(
                 "inbound", lambda: MinuteCounter(InboundMessage.id, InboundMessage.received_at)
@@ -116,17 +140,22 @@ class TallyHub:
         )
 
     def warm_up(self, flows: Iterable[LoadedFlow]) -> None:
-        """Count in the background what the overview and the vote pages show: the traffic since
-        midnight (or the chart's hours, when longer), the tallies and votes per minute."""
+        """Count in the background what the overview and the flow pages show: the traffic per
+        minute over the chart's hours, today's totals, the tallies and votes per minute, the
+        event logs."""
+        flows = list(flows)
         votes = [f for f in flows if f.kind == "vote"]
 
         async def count() -> None:
             try:
                 for counter in self.traffic():
-                    await counter.minutes(self.engine, traffic_start(utcnow()))
+                    await counter.minutes(self.engine, chart_start(utcnow()))
+                await self.today(utcnow())
                 for flow in votes:
                     await self.snapshot(flow)
                     await self.votes_per_minute(flow).minutes(self.engine, window(utcnow(), hours=1)[0])
+                for flow in flows:
+                    await self.flow_log(flow.id)
             except Exception:  # the first page counts instead
                 log.exception("the dashboard's counts could not be made at start")
 
@@ -134,8 +163,14 @@ class TallyHub:
 
     async def stop(self) -> None:
         """End the background counts (start-up counting, recounts) before the engine goes."""
-        counters: list[VoteCounter | MinuteCounter] = [*self.counters.values(), *self.minutes.values()]
-        tasks = [self.warming, *(c.recounts.task for c in counters), *(f.task for f in self.feeds.values())]
+        counters: list[VoteCounter | MinuteCounter | EventCounter | RowCounter] = [
+            *self.counters.values(),
+            *self.minutes.values(),
+            *self.events.values(),
+            *self.totals.values(),
+        ]
+        recounts = [task for c in counters for task in (c.recounts.task, c.tails.task)]
+        tasks = [self.warming, *recounts, *(f.task for f in self.feeds.values())]
         for task in tasks:
             if task is not None:
                 task.cancel()
@@ -168,9 +203,9 @@ class TallyHub:
                 del self.feeds[key]  # the loop sees no watchers and ends by itself
 
 
-def traffic_start(now: datetime) -> datetime:
-    """The first minute the overview needs counted: midnight in Warsaw, or three hours back."""
-    return min(today_start(now), window(now, hours=3)[0])
+def chart_start(now: datetime) -> datetime:
+    """The first minute of the overview's chart: three hours back."""
+    return window(now, hours=3)[0]
 
 
 def hub_of(request: Request[Any, Any, Any]) -> TallyHub:

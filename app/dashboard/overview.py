@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from litestar import Controller, Request, get
@@ -11,10 +11,10 @@ from litestar.response import Template
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.dashboard.auth import require
-from app.dashboard.live import hub_of, traffic_start
+from app.dashboard.live import chart_start, hub_of
 from app.db.models import utcnow
 from app.flows.live import LiveFlows
-from app.reads.overview import overview, today_start
+from app.reads.overview import overview
 from app.reads.series import PerMinute, window
 
 CAP = 10_000
@@ -45,11 +45,11 @@ class OverviewController(Controller):
         hub = hub_of(request)
         now = utcnow()
         figures = {f.id: (await hub.snapshot(f)).total for f in flows if f.kind == "vote"}
-        # One per-minute count serves the chart and today's totals: both only add the new rows.
-        since, midnight = traffic_start(now), today_start(now)
+        # The chart's minutes and today's totals: both only add the new rows.
+        since = chart_start(now)
         received, queued = hub.traffic()
         inbound, outbound = await received.minutes(engine, since), await queued.minutes(engine, since)
-        today = (_total(inbound, midnight), _total(outbound, midnight))
+        today = await hub.today(now)
         async with engine.connect() as conn:
             summary = await conn.run_sync(lambda c: overview(c, flows, now, figures, today=today, cap=CAP))
         start, minutes = window(now, hours=3)
@@ -60,7 +60,3 @@ class OverviewController(Controller):
             outbound=[outbound.get(start + timedelta(minutes=i), 0) for i in range(minutes)],
         )
         return Template(template_name=name, context={"o": summary, "series": series, "now": now})
-
-
-def _total(minutes: dict[datetime, int], since: datetime) -> int:
-    return sum(n for minute, n in minutes.items() if minute >= since)

@@ -72,6 +72,14 @@ class Subscription(Base):
     __table_args__ = (
         CheckConstraint("status IN ('pending', 'active', 'left')", name="ck_subscription_status"),
         Index("ix_subscription_list", "list_id", "status"),
+        # A list's members in the order they joined (app.reads.members pages on it).
+        Index(
+            "ix_subscription_joined",
+            "list_id",
+            "status",
+            text("coalesce(confirmed_at, requested_at)"),
+            "phone",
+        ),
     )
 
     list_id: Mapped[str] = mapped_column(String(64), primary_key=True)

@@ -227,6 +227,7 @@ class FlowEvent(Base):
     __tablename__ = "flow_events"
     __table_args__ = (
         Index("ix_events_flow", "flow_id", "id"),
+        Index("ix_events_flow_outcome", "flow_id", "outcome", "flow_hash"),  # the log's counts, index only
         Index("ix_events_inbound", "inbound_id"),
         Index("ix_events_sender", "sender", "flow_id", "id"),
     )

@@ -63,6 +63,20 @@ def first_id_since(
     return int(lo)
 
 
+def settled_through(
+    conn: Connection,
+    id_col: InstrumentedAttribute[int],
+    at_col: InstrumentedAttribute[datetime],
+    before: datetime,
+) -> int:
+    """The highest id of the rows older than ``before`` (0 when there are none): the rows up to
+    it a count may take as all committed, when no transaction stays open that long. Ids between
+    it and the first newer row may belong to transactions still open: they are not settled."""
+    first = first_id_since(conn, id_col, at_col, before)
+    older = select(func.max(id_col)) if first is None else select(func.max(id_col)).where(id_col < first)
+    return int(conn.execute(older).scalar() or 0)
+
+
 def _minute_of(
     conn: Connection, at_col: InstrumentedAttribute[datetime], start: datetime
 ) -> ColumnElement[int]:
@@ -107,10 +121,13 @@ def minute_counts(
     at_col: InstrumentedAttribute[datetime],
     after_id: int,
     *where: ColumnElement[bool],
+    through: int | None = None,
 ) -> tuple[dict[datetime, int], int]:
-    """Rows with an id above ``after_id`` per minute (UTC), and the highest id counted."""
+    """Rows with an id above ``after_id`` (and up to ``through``) per minute (UTC), and the highest
+    id counted."""
     key = _minute_key(conn, at_col).label("minute")
-    query = select(key, func.count(), func.max(id_col)).where(id_col > after_id, *where).group_by(key)
+    upto = [] if through is None else [id_col <= through]
+    query = select(key, func.count(), func.max(id_col)).where(id_col > after_id, *upto, *where).group_by(key)
     counts: dict[datetime, int] = {}
     last = after_id
     for minute, count, top in conn.execute(query):
@@ -122,6 +139,18 @@ def minute_counts(
         counts[at] = counts.get(at, 0) + int(count)
         last = max(last, int(top))
     return counts, last
+
+
+def rows_after(
+    conn: Connection,
+    id_col: InstrumentedAttribute[int],
+    after_id: int,
+    through: int | None = None,
+) -> tuple[int, int]:
+    """How many rows have an id above ``after_id`` (and up to ``through``), and the highest id."""
+    upto = [] if through is None else [id_col <= through]
+    count, top = conn.execute(select(func.count(), func.max(id_col)).where(id_col > after_id, *upto)).one()
+    return int(count), max(after_id, int(top or 0))
 
 
 def window(now: datetime, hours: int) -> tuple[datetime, int]:

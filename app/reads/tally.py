@@ -44,13 +44,17 @@ class LatestVote(msgspec.Struct, frozen=True):
     """The SMS as the phone sent it."""
 
 
-def count_votes(conn: Connection, flow_id: str, after_id: int = 0) -> tuple[dict[str, int], int]:
-    """Votes per option with an id above ``after_id``, and the highest id seen (or ``after_id``)."""
+def count_votes(
+    conn: Connection, flow_id: str, after_id: int = 0, through: int | None = None
+) -> tuple[dict[str, int], int]:
+    """Votes per option with an id above ``after_id`` (and up to ``through``), and the highest id
+    seen (or ``after_id``)."""
     # From the start the flow's index is the way; after an id, the key range of the new rows is.
     flow = Vote.flow_id == flow_id if after_id == 0 else unindexed(Vote.flow_id) == flow_id
+    upto = [] if through is None else [Vote.id <= through]
     rows = conn.execute(
         select(Vote.option, func.count(), func.max(Vote.id))
-        .where(flow, Vote.id > after_id)
+        .where(flow, Vote.id > after_id, *upto)
         .group_by(Vote.option)
     ).all()
     counts = {option: int(n) for option, n, _ in rows}
