@@ -15,6 +15,7 @@ import logging
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import Connection, bindparam, select
 
@@ -40,8 +41,10 @@ _INBOUND_COLUMNS = (
 )
 
 
+PENDING_COLUMNS = (*_INBOUND_COLUMNS, InboundMessage.status)  # a pending row: an Inbound, then its status
+
 _PENDING = (
-    select(*_INBOUND_COLUMNS, InboundMessage.status)
+    select(*PENDING_COLUMNS)
     .where(
         InboundMessage.sms_id.in_(bindparam("sms_ids", expanding=True)),
         InboundMessage.status.in_(bindparam("statuses", expanding=True)),
@@ -57,12 +60,21 @@ def process_new(
     *,
     statuses: Sequence[str] = ("received",),
     only_flow: str | None = None,
+    stored: Sequence[Sequence[Any]] | None = None,
 ) -> dict[str, str]:
     """Run flows over the given messages that are in one of ``statuses``; returns sms_id → status.
 
     ``only_flow`` (a replay of one flow) leaves messages that go to other flows as they are.
+    ``stored``: the messages' rows as of now (``PENDING_COLUMNS``, any order), already read by
+    the caller (the writer's upsert returns them on PostgreSQL), which spares reading them again.
     """
-    rows = conn.execute(_PENDING, {"sms_ids": list(sms_ids), "statuses": list(statuses)}).all()
+    if stored is None:
+        rows: Sequence[Sequence[Any]] = conn.execute(
+            _PENDING, {"sms_ids": list(sms_ids), "statuses": list(statuses)}
+        ).all()
+    else:
+        wanted = set(sms_ids)
+        rows = sorted((r for r in stored if r[-1] in statuses and r[1] in wanted), key=lambda r: r[0])
     if not rows:
         return {}
     decisions = Decisions(utcnow())
