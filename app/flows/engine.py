@@ -94,7 +94,9 @@ def process_new(
     # Optimistic: the whole batch under one SAVEPOINT. Only if a flow raises is the batch rolled
     # back to it and done again with a SAVEPOINT per message, so that one failure stays alone.
     try:
-        with _savepoint(conn, "smsflows_batch"):
+        # PostgreSQL: the batch's savepoint is left to the transaction's end (a RELEASE is a round
+        # trip, and COMMIT or a rollback ends the savepoint just the same).
+        with _savepoint(conn, "smsflows_batch", release=conn.dialect.name != "postgresql"):
             routes = _route_batch(
                 conn, flows, msgs, now=decisions.now, only_flow=only_flow, answered=answered
             )
@@ -228,8 +230,12 @@ _UNMATCHED = Outcome("unmatched", status="ignored")
 
 
 @contextmanager
-def _savepoint(conn: Connection, name: str) -> Iterator[None]:
-    """A SAVEPOINT said directly: SQLAlchemy's own costs two compilations each time."""
+def _savepoint(conn: Connection, name: str, *, release: bool = True) -> Iterator[None]:
+    """A SAVEPOINT said directly: SQLAlchemy's own costs two compilations each time.
+
+    ``release=False`` keeps it once the block succeeds: it still undoes the block if the
+    enclosing transaction is rolled back to it, and a later savepoint of the same name shadows it.
+    """
     conn.exec_driver_sql(f"SAVEPOINT {name}")
     try:
         yield
@@ -237,4 +243,5 @@ def _savepoint(conn: Connection, name: str) -> Iterator[None]:
         conn.exec_driver_sql(f"ROLLBACK TO SAVEPOINT {name}")
         conn.exec_driver_sql(f"RELEASE SAVEPOINT {name}")
         raise
-    conn.exec_driver_sql(f"RELEASE SAVEPOINT {name}")
+    if release:
+        conn.exec_driver_sql(f"RELEASE SAVEPOINT {name}")
