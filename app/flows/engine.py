@@ -15,6 +15,7 @@ import logging
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import Connection, bindparam, select
 
@@ -40,8 +41,10 @@ _INBOUND_COLUMNS = (
 )
 
 
+PENDING_COLUMNS = (*_INBOUND_COLUMNS, InboundMessage.status)  # a pending row: an Inbound, then its status
+
 _PENDING = (
-    select(*_INBOUND_COLUMNS, InboundMessage.status)
+    select(*PENDING_COLUMNS)
     .where(
         InboundMessage.sms_id.in_(bindparam("sms_ids", expanding=True)),
         InboundMessage.status.in_(bindparam("statuses", expanding=True)),
@@ -57,12 +60,21 @@ def process_new(
     *,
     statuses: Sequence[str] = ("received",),
     only_flow: str | None = None,
+    stored: Sequence[Sequence[Any]] | None = None,
 ) -> dict[str, str]:
     """Run flows over the given messages that are in one of ``statuses``; returns sms_id → status.
 
     ``only_flow`` (a replay of one flow) leaves messages that go to other flows as they are.
+    ``stored``: the messages' rows as of now (``PENDING_COLUMNS``, any order), already read by
+    the caller (the writer's upsert returns them on PostgreSQL), which spares reading them again.
     """
-    rows = conn.execute(_PENDING, {"sms_ids": list(sms_ids), "statuses": list(statuses)}).all()
+    if stored is None:
+        rows: Sequence[Sequence[Any]] = conn.execute(
+            _PENDING, {"sms_ids": list(sms_ids), "statuses": list(statuses)}
+        ).all()
+    else:
+        wanted = set(sms_ids)
+        rows = sorted((r for r in stored if r[-1] in statuses and r[1] in wanted), key=lambda r: r[0])
     if not rows:
         return {}
     decisions = Decisions(utcnow())
@@ -82,7 +94,9 @@ def process_new(
     # Optimistic: the whole batch under one SAVEPOINT. Only if a flow raises is the batch rolled
     # back to it and done again with a SAVEPOINT per message, so that one failure stays alone.
     try:
-        with _savepoint(conn, "smsflows_batch"):
+        # PostgreSQL: the batch's savepoint is left to the transaction's end (a RELEASE is a round
+        # trip, and COMMIT or a rollback ends the savepoint just the same).
+        with _savepoint(conn, "smsflows_batch", release=conn.dialect.name != "postgresql"):
             routes = _route_batch(
                 conn, flows, msgs, now=decisions.now, only_flow=only_flow, answered=answered
             )
@@ -216,8 +230,12 @@ _UNMATCHED = Outcome("unmatched", status="ignored")
 
 
 @contextmanager
-def _savepoint(conn: Connection, name: str) -> Iterator[None]:
-    """A SAVEPOINT said directly: SQLAlchemy's own costs two compilations each time."""
+def _savepoint(conn: Connection, name: str, *, release: bool = True) -> Iterator[None]:
+    """A SAVEPOINT said directly: SQLAlchemy's own costs two compilations each time.
+
+    ``release=False`` keeps it once the block succeeds: it still undoes the block if the
+    enclosing transaction is rolled back to it, and a later savepoint of the same name shadows it.
+    """
     conn.exec_driver_sql(f"SAVEPOINT {name}")
     try:
         yield
@@ -225,4 +243,5 @@ def _savepoint(conn: Connection, name: str) -> Iterator[None]:
         conn.exec_driver_sql(f"ROLLBACK TO SAVEPOINT {name}")
         conn.exec_driver_sql(f"RELEASE SAVEPOINT {name}")
         raise
-    conn.exec_driver_sql(f"RELEASE SAVEPOINT {name}")
+    if release:
+        conn.exec_driver_sql(f"RELEASE SAVEPOINT {name}")

@@ -27,7 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from app.db.dialect import as_arrays, execute_rows, insert_for, unnested
 from app.db.models import InboundMessage, QuarantinedRequest, utcnow
 from app.errors import Conflict, DatabaseUnavailable
-from app.flows.engine import process_new
+from app.flows.engine import PENDING_COLUMNS, process_new
 from app.flows.loader import FlowSet
 from app.metrics import observe_batch
 from app.mobitex.mo_form import MoMessage
@@ -274,14 +274,13 @@ class GroupWriter:
     ) -> None:
         for qid, sms_id in resolved:
             _resolve(conn, qid, sms_id)
-        if messages:
-            _upsert_messages(conn, messages)
+        stored = _upsert_messages(conn, messages) if messages else None
         if quarantined:
             conn.execute(insert(QUARANTINE), quarantined)
         if messages and self._flows is not None:
             # Flows act in this same transaction: a vote and its reply exist exactly when the
             # message does, and a redelivered message (no longer "received") is skipped.
-            outcomes = process_new(conn, self._flows(), [m["sms_id"] for m in messages])
+            outcomes = process_new(conn, self._flows(), [m["sms_id"] for m in messages], stored=stored)
             # Only a batch where a flow acted can have queued replies worth waking the dispatcher for.
             self._acted = self._acted or "processed" in outcomes.values()
 
@@ -337,28 +336,32 @@ def _merge_duplicates(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return list(merged.values())
 
 
-def _upsert_messages(conn: Connection, rows: list[dict[str, Any]]) -> None:
+def _upsert_messages(conn: Connection, rows: list[dict[str, Any]]) -> Sequence[Sequence[Any]] | None:
+    """Store the rows; on PostgreSQL, return them as they now are (flows' ``PENDING_COLUMNS``)."""
     if conn.dialect.name == "postgresql":  # the batch as one array per column: one execution
         keys = tuple(rows[0])
-        conn.execute(upsert_statement("postgresql", keys), as_arrays(rows, keys))
-    else:
-        execute_rows(conn, upsert_statement(conn.dialect.name), rows)
+        # RETURNING hands back each row after its insert or update: flows need not read them again.
+        return conn.execute(upsert_statement("postgresql", keys), as_arrays(rows, keys)).all()
+    execute_rows(conn, upsert_statement(conn.dialect.name), rows)
+    return None
 
 
 @functools.cache  # built once per dialect: ``excluded`` costs a proxy per column each time
 def upsert_statement(dialect: str, unnest: tuple[str, ...] = ()) -> Any:
     """INSERT of inbound rows where a known sms_id only adds to its delivery count; with
-    ``unnest`` (PostgreSQL), of rows with those keys sent as arrays (:func:`as_arrays`)."""
+    ``unnest`` (PostgreSQL), of rows with those keys sent as arrays (:func:`as_arrays`), returning
+    each row as it is after the statement (``PENDING_COLUMNS``)."""
     stmt = insert_for(dialect, INBOUND)
     if unnest:
         stmt = stmt.from_select(list(unnest), unnested(INBOUND, unnest))
-    return stmt.on_conflict_do_update(
+    upsert = stmt.on_conflict_do_update(
         index_elements=["sms_id"],
         set_={
             "deliveries": INBOUND.c.deliveries + stmt.excluded.deliveries,
             "last_received_at": stmt.excluded.last_received_at,
         },
     )
+    return upsert.returning(*PENDING_COLUMNS) if unnest else upsert
 
 
 def _close(conn: Connection) -> None:
