@@ -115,7 +115,8 @@ def main() -> None:
         base = Path(tmp)
         (base / "flows").mkdir()
         (base / "flows" / "bench.toml").write_text(VOTE_FLOW, encoding="utf-8")
-        env = service_env(base / "vote.db", base / "flows")
+        database_url = f"sqlite+aiosqlite:///{base / 'vote.db'}"
+        env = service_env(database_url, base / "flows")
         env["SMSFLOWS_SESSION_SECRET"] = "bench-watchers-secret"
         cli = [sys.executable, "-m", "app.cli"]
         subprocess.run([*cli, "db", "upgrade"], env=env, check=True, capture_output=True)
@@ -167,9 +168,13 @@ def main() -> None:
             f"CPU per MO, {args.watchers} live pages / none = "
             f"{cpu_medians['watched'] / cpu_medians['none']:.2f}"
         )
-        rows, held, votes = count_rows(base / "vote.db")
-        good = rows == votes == acknowledged and held == 0
-        print(f"stored {rows}, votes {votes}, 200 answers {acknowledged}: {'OK' if good else 'MISMATCH'}")
+        stored = count_rows(database_url)
+        good = stored.check(acknowledged, flows=True)
+        print(
+            f"stored {stored.rows}, quarantined {stored.held}, votes {stored.votes}, replies queued "
+            f"{stored.replies} for {stored.replied_messages} messages, 200 answers {acknowledged}: "
+            f"{'OK' if good else 'MISMATCH'}"
+        )
         if not good:
             raise SystemExit(1)
 
