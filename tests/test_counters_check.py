@@ -47,8 +47,8 @@ async def _count_everything(service: Service) -> None:
         await counter.minutes(hub.engine, chart_start(utcnow()))
 
 
-async def _command(*args: str, token: str = API_TOKEN) -> Result:
-    env = {"SMSFLOWS_API_TOKEN": token, "COLUMNS": "200"}
+async def _command(*args: str, token: str = API_TOKEN, **env: str) -> Result:
+    env = {"SMSFLOWS_API_TOKEN": token, "COLUMNS": "200", **env}
     return await asyncio.to_thread(CliRunner().invoke, main, ["counters", "check", *args], env=env)
 
 
@@ -120,3 +120,10 @@ async def test_a_service_that_counted_nothing_yet_says_so(service: Service) -> N
     assert resp.json()["counters"] == [] and resp.json()["agree"] is True
     outcome = await _command("--url", service.base_url)
     assert outcome.exit_code == 0 and "holds no counters yet" in outcome.output
+
+
+async def test_the_command_finds_the_service_at_its_port_without_url(service: Service) -> None:
+    port = service.base_url.rsplit(":", 1)[1]
+    outcome = await _command(SMSFLOWS_PORT=port, SMSFLOWS_HOST="0.0.0.0")
+    assert outcome.exit_code == 0, outcome.output
+    assert "holds no counters yet" in outcome.output
