@@ -111,8 +111,9 @@ def _print(report: CountersCheck, out: Console, err: Console) -> None:
         for key, live, full in c.differences():
             err.print(f"{c.counter}: {key}: live {live}, recounted {full}", markup=False)
     err.print(
-        f"{len(wrong)} of {len(report.counters)} counters disagree with the tables. The dashboard "
-        "shows the wrong figures until its next whole recount (every 10 minutes); restarting the "
-        "service counts everything again.",
+        f"{len(wrong)} of {len(report.counters)} counters disagree with the tables. Run the check "
+        "again in a minute: a row committed late on PostgreSQL, or a replaced vote, is counted by "
+        "then. A difference that stays is shown until the next whole recount (every 10 minutes); "
+        "restarting the service counts everything again.",
         markup=False,
     )
