@@ -18,6 +18,7 @@ from litestar.types import HTTPScope, LifeSpanReceive, LifeSpanScope, LifeSpanSe
 
 from app.api.boards import BoardLinksController, PublicBoardController, board_page
 from app.api.contacts import ContactsController
+from app.api.counters import CountersController
 from app.api.deps import DEPENDENCIES
 from app.api.draws import DrawsController
 from app.api.errors import EXCEPTION_HANDLERS
@@ -153,6 +154,7 @@ def create_app(settings: Settings) -> Litestar:
             *metrics_routes(settings),
             DrawsController,
             ContactsController,
+            CountersController,
             AuditController,
             BoardLinksController,
             PublicBoardController,

@@ -16,6 +16,7 @@ import asyncpg
 import httpx
 import pytest
 import uvicorn
+from litestar import Litestar
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -140,6 +141,8 @@ class Service:
     base_url: str
     engine: AsyncEngine
     api: httpx.AsyncClient
+    app: Litestar | None = None
+    """The app in this process: its state holds what the service keeps in memory."""
 
     @property
     def mo_url(self) -> str:
@@ -154,9 +157,12 @@ class Service:
             return list((await conn.execute(text(sql), params)).all())
 
 
-async def start_service(settings: Settings) -> tuple[uvicorn.Server, asyncio.Task[None], str]:
+async def start_service(
+    settings: Settings, app: Litestar | None = None
+) -> tuple[uvicorn.Server, asyncio.Task[None], str]:
     port = free_port()
-    config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, **server_options(settings))
+    app = app or create_app(settings)
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, **server_options(settings))
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     while not server.started:
@@ -170,12 +176,13 @@ async def start_service(settings: Settings) -> tuple[uvicorn.Server, asyncio.Tas
 @asynccontextmanager
 async def running(settings: Settings) -> AsyncIterator[Service]:
     """The service on a loopback port for the duration of the block."""
-    server, task, base_url = await start_service(settings)
+    app = create_app(settings)
+    server, task, base_url = await start_service(settings, app)
     engine = create_engine(settings)
     headers = {"Authorization": f"Bearer {API_TOKEN}"}
     try:
         async with httpx.AsyncClient(base_url=base_url, headers=headers, timeout=30) as api:
-            yield Service(settings, base_url, engine, api)
+            yield Service(settings, base_url, engine, api, app)
     finally:
         server.should_exit = True
         await task

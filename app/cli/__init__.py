@@ -3,6 +3,7 @@
 from app.cli import (  # noqa: F401  (each registers its commands)
     boards,
     contacts,
+    counters,
     draws,
     evidence,
     flows,

@@ -21,6 +21,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Generic, TypeVar
 
@@ -45,6 +46,17 @@ LATE = timedelta(minutes=5)
 log = logging.getLogger("smsflows.dashboard")
 
 K = TypeVar("K")
+
+
+@dataclass(frozen=True)
+class Held(Generic[K]):
+    """What a counter holds at one moment, and how to count the same rows again from the table."""
+
+    counts: dict[K, int]
+    through: int
+    """The highest id the counter has seen: a recount stops there, so rows committed since are
+    no difference."""
+    recount: Callable[[Connection], dict[K, int]]
 
 
 class _Recounts:
@@ -91,9 +103,18 @@ class _Split(Generic[K]):
         self.tails = _Recounts(RECOUNT)
         """The recounts of the recent rows (PostgreSQL)."""
         self.lock = asyncio.Lock()
+        self.counted = False
 
     def count(self, conn: Connection, after: int, through: int | None = None) -> tuple[dict[K, int], int]:
         raise NotImplementedError
+
+    def held(self) -> Held[K] | None:
+        """The counts now and a full recount of their rows (None before the first count); the
+        caller holds the lock."""
+        if not self.counted:
+            return None
+        through = self.last_id
+        return Held(self.counts(), through, lambda conn: self.count(conn, 0, through)[0])
 
     def counts(self) -> dict[K, int]:
         both = dict(self.settled)
@@ -178,6 +199,18 @@ class MinuteCounter(_Split[datetime]):
     ) -> tuple[dict[datetime, int], int]:
         return minute_counts(conn, self.id_col, self.at_col, after, *self.where, through=through)
 
+    def held(self) -> Held[datetime] | None:
+        if self.since is None:
+            return None
+        since, through = self.since, self.last_id
+
+        def recount(conn: Connection) -> dict[datetime, int]:
+            first = first_id_since(conn, self.id_col, self.at_col, since)
+            counts = {} if first is None else self.count(conn, first - 1, through)[0]
+            return {minute: n for minute, n in counts.items() if minute >= since}
+
+        return Held({m: n for m, n in self.counts().items() if m >= since}, through, recount)
+
     async def series(self, engine: AsyncEngine, start: datetime, minutes: int) -> list[int]:
         buckets = await self.minutes(engine, start)
         return [buckets.get(start + timedelta(minutes=i), 0) for i in range(minutes)]
@@ -230,7 +263,6 @@ class RowCounter(_Split[str]):
     ) -> None:
         super().__init__(id_col, at_col)
         self.since = since
-        self.counted = False
 
     def count(self, conn: Connection, after: int, through: int | None = None) -> tuple[dict[str, int], int]:
         n, last = rows_after(conn, self.id_col, after, through)
@@ -243,6 +275,17 @@ class RowCounter(_Split[str]):
         if first is None:  # nothing since: every row up to ``top`` is older
             return {}, top, {}, top
         return self.split(conn, first - 1)
+
+    def held(self) -> Held[str] | None:
+        if not self.counted:
+            return None
+        through = self.last_id
+
+        def recount(conn: Connection) -> dict[str, int]:
+            first = first_id_since(conn, self.id_col, self.at_col, self.since)
+            return {} if first is None else self.count(conn, first - 1, through)[0]
+
+        return Held(self.counts(), through, recount)
 
     async def rows(self, engine: AsyncEngine) -> int:
         async with self.lock:
@@ -265,7 +308,6 @@ class VoteCounter(_Split[str]):
         self.options, self.labels = list(vote.options), dict(vote.labels)
         # A replaced vote changes an old row: only a whole count sees it.
         self.always_whole = vote.on_repeat == "replace"
-        self.counted = False
 
     def count(self, conn: Connection, after: int, through: int | None = None) -> tuple[dict[str, int], int]:
         return count_votes(conn, self.flow.id, after, through)
@@ -287,7 +329,6 @@ class EventCounter(_Split[tuple[str, str | None]]):
     def __init__(self, flow_id: str) -> None:
         super().__init__(FlowEvent.id, FlowEvent.created_at)
         self.flow_id = flow_id
-        self.counted = False
 
     def count(self, conn: Connection, after: int, through: int | None = None) -> tuple[EventCounts, int]:
         return count_events(conn, self.flow_id, after, through)
