@@ -41,7 +41,8 @@ async def test_start_clears_the_opt_out_but_rejoins_no_list(svc: Service) -> Non
     assert await say(svc, "start", 2) == "Znowu możemy do Ciebie pisać. Zapisz się na listę jej słowem."
     assert await svc.scalar("SELECT opted_out_at FROM contacts WHERE phone = :p", p=PHONE) is None
     assert await status(svc, "news") == "left"
-    outcomes = [r[0] for r in await svc.rows("SELECT outcome FROM flow_events WHERE flow_id = 'stop'")]
+    events = await svc.rows("SELECT outcome FROM flow_events WHERE flow_id = 'stop' ORDER BY id")
+    outcomes = [r[0] for r in events]
     assert outcomes == ["opted_out", "opted_in"]
 
 
