@@ -72,7 +72,8 @@ def create_sqlite_writer_engine(settings: Settings) -> Engine:
         # of the list for every row a statement writes: on the MO path (an inbound row, its
         # reply and its status each carry one) that was a tenth of a vote's CPU. This one
         # connection writes only values fixed by the code (statuses, encodings, outcomes);
-        # every other connection, and PostgreSQL always, still checks them.
+        # every other connection, and PostgreSQL always, still checks them. `smsflows db check`
+        # verifies it: PRAGMA integrity_check re-evaluates every CHECK over the stored rows.
         dbapi_conn.execute("PRAGMA ignore_check_constraints=ON")
 
     return engine
