@@ -201,6 +201,11 @@ async def test_a_flow_failing_in_a_batch_leaves_the_others_votes_counted_once(
         assert await db.scalar("SELECT count(*) FROM outbox") == 2  # "repeat" has no reply here
         events = await db.rows("SELECT outcome FROM flow_events ORDER BY id")
         assert sorted(r[0] for r in events) == ["accepted", "accepted", "repeat"]
+        # Run again after the failure, the batch still stores each delivery and counts each
+        # phone's messages once.
+        assert await db.scalar("SELECT sum(deliveries) FROM inbound_messages") == 4
+        contacts = dict(await db.rows("SELECT phone, messages FROM contacts"))
+        assert contacts == {"48600000001": 2, "48600000002": 1, "48600000003": 1}
 
 
 async def test_with_a_survey_loaded_a_phone_that_opens_it_is_routed_in_order(

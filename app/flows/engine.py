@@ -15,7 +15,7 @@ import logging
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import Connection, bindparam, select
 
@@ -41,6 +41,8 @@ _INBOUND_COLUMNS = (
 )
 
 
+Guard = Literal["savepoint", "transaction", "per_message"]
+
 PENDING_COLUMNS = (*_INBOUND_COLUMNS, InboundMessage.status)  # a pending row: an Inbound, then its status
 
 _PENDING = (
@@ -61,12 +63,19 @@ def process_new(
     statuses: Sequence[str] = ("received",),
     only_flow: str | None = None,
     stored: Sequence[Sequence[Any]] | None = None,
+    guard: Guard = "savepoint",
 ) -> dict[str, str]:
     """Run flows over the given messages that are in one of ``statuses``; returns sms_id → status.
 
     ``only_flow`` (a replay of one flow) leaves messages that go to other flows as they are.
     ``stored``: the messages' rows as of now (``PENDING_COLUMNS``, any order), already read by
     the caller (the writer's upsert returns them on PostgreSQL), which spares reading them again.
+
+    ``guard`` is how a flow that raises is kept from its neighbours: ``"savepoint"``, the batch
+    runs under one SAVEPOINT, and is run again from it with a SAVEPOINT per message if a flow
+    raises; ``"transaction"``, the batch runs without one and :class:`FlowRaised` is raised
+    instead, for a caller that owns the transaction: it rolls the whole transaction back and
+    runs it again with ``"per_message"``, a SAVEPOINT per message from the start.
     """
     if stored is None:
         rows: Sequence[Sequence[Any]] = conn.execute(
@@ -88,30 +97,44 @@ def process_new(
     # A replayed message was counted when it first came in; only new ones add to their contact.
     if first_time:
         touch_contacts(conn, [m.sender for m in msgs if m.id in first_time], decisions.now)
-    results = {}
+    results: dict[str, str] = {}
     # Answers to sent messages are linked to them whether or not a flow acts on them.
     answered = correlate(conn, msgs, first_time, decisions.now)
-    # Optimistic: the whole batch under one SAVEPOINT. Only if a flow raises is the batch rolled
-    # back to it and done again with a SAVEPOINT per message, so that one failure stays alone.
-    try:
-        # PostgreSQL: the batch's savepoint is left to the transaction's end (a RELEASE is a round
-        # trip, and COMMIT or a rollback ends the savepoint just the same).
-        with _savepoint(conn, "smsflows_batch", release=conn.dialect.name != "postgresql"):
-            routes = _route_batch(
-                conn, flows, msgs, now=decisions.now, only_flow=only_flow, answered=answered
-            )
-            for msg in msgs:
-                results[msg.sms_id] = _process_one(
-                    conn,
-                    flows,
-                    msg,
-                    decisions=decisions,
-                    only_flow=only_flow,
-                    answered=answered.get(msg.id),
-                    routed=routes.get(msg.id),
-                    isolate=False,
+    # Optimistic: the whole batch under one SAVEPOINT (or none, the transaction being the guard).
+    # Only if a flow raises is the batch rolled back and done again with a SAVEPOINT per message,
+    # so that one failure stays alone.
+    optimistic = guard != "per_message"
+    if optimistic:
+        guarded = (
+            # PostgreSQL: the batch's savepoint is left to the transaction's end (a RELEASE is a
+            # round trip, and COMMIT or a rollback ends the savepoint just the same).
+            _savepoint(conn, "smsflows_batch", release=conn.dialect.name != "postgresql")
+            if guard == "savepoint"
+            else contextlib.nullcontext()
+        )
+        try:
+            with guarded:
+                routes = _route_batch(
+                    conn, flows, msgs, now=decisions.now, only_flow=only_flow, answered=answered
                 )
-    except _FlowRaised:
+                for msg in msgs:
+                    results[msg.sms_id] = _process_one(
+                        conn,
+                        flows,
+                        msg,
+                        decisions=decisions,
+                        only_flow=only_flow,
+                        answered=answered.get(msg.id),
+                        routed=routes.get(msg.id),
+                        isolate=False,
+                    )
+        except _FlowRaised as exc:
+            if guard == "transaction":
+                raise FlowRaised("a flow raised: run the batch again with a savepoint per message") from (
+                    exc.__cause__
+                )
+            optimistic = False
+    if not optimistic:
         decisions, results = Decisions(decisions.now), {}
         for msg in msgs:
             results[msg.sms_id] = _process_one(
@@ -123,6 +146,11 @@ def process_new(
 
 class _FlowRaised(Exception):
     """A flow raised while the batch ran without per-message savepoints: run it again with them."""
+
+
+class FlowRaised(Exception):
+    """A flow raised in a batch run with ``guard="transaction"``: roll the transaction back and
+    run it again with ``guard="per_message"``."""
 
 
 def _route_batch(

@@ -27,7 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from app.db.dialect import as_arrays, execute_rows, insert_for, unnested
 from app.db.models import InboundMessage, QuarantinedRequest, utcnow
 from app.errors import Conflict, DatabaseUnavailable
-from app.flows.engine import PENDING_COLUMNS, process_new
+from app.flows.engine import PENDING_COLUMNS, FlowRaised, Guard, process_new
 from app.flows.loader import FlowSet
 from app.metrics import observe_batch
 from app.mobitex.mo_form import MoMessage
@@ -207,20 +207,29 @@ class GroupWriter:
         commit's answer that got lost the messages are stored already, so the batch adds one
         delivery to each, as a redelivery from Mobitex would, and flows skip them. A batch that
         re-ingests quarantined requests is not run again (it would find them resolved by itself).
+
+        The transaction itself guards the flows (no batch SAVEPOINT, a round trip less): if a
+        flow raises, it is rolled back whole and run once more with a SAVEPOINT per message, so
+        the failing message is kept as ``failed`` and its neighbours go on.
         """
-        for attempt in (1, 2):
+        guard: Guard = "transaction"
+        attempt = 1
+        while True:
             conn = self._pg_conn
             if conn is None or conn.closed or conn.invalidated:
                 conn = self._pg_conn = await self._engine.connect()
             try:
                 async with conn.begin():
-                    await conn.run_sync(self._transaction, messages, quarantined, resolved)
+                    await conn.run_sync(self._transaction, messages, quarantined, resolved, guard)
                 return
+            except FlowRaised:  # raised only by the "transaction" guard: once at most
+                guard = "per_message"
             except DBAPIError as exc:
                 if not exc.connection_invalidated or attempt == 2 or resolved:
                     raise
                 log.warning("the writer's database connection was lost; running the batch on a new one")
                 await self._drop_pg_connection()
+                attempt += 1
             except BaseException:
                 if conn.invalidated:
                     await self._drop_pg_connection()
@@ -271,6 +280,7 @@ class GroupWriter:
         messages: list[dict[str, Any]],
         quarantined: list[dict[str, Any]],
         resolved: Sequence[tuple[int, str]] = (),
+        guard: Guard = "savepoint",
     ) -> None:
         for qid, sms_id in resolved:
             _resolve(conn, qid, sms_id)
@@ -280,7 +290,9 @@ class GroupWriter:
         if messages and self._flows is not None:
             # Flows act in this same transaction: a vote and its reply exist exactly when the
             # message does, and a redelivered message (no longer "received") is skipped.
-            outcomes = process_new(conn, self._flows(), [m["sms_id"] for m in messages], stored=stored)
+            outcomes = process_new(
+                conn, self._flows(), [m["sms_id"] for m in messages], stored=stored, guard=guard
+            )
             # Only a batch where a flow acted can have queued replies worth waking the dispatcher for.
             self._acted = self._acted or "processed" in outcomes.values()
 
