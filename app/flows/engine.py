@@ -64,12 +64,14 @@ def process_new(
     only_flow: str | None = None,
     stored: Sequence[Sequence[Any]] | None = None,
     guard: Guard = "savepoint",
+    contacts_touched: bool = False,
 ) -> dict[str, str]:
     """Run flows over the given messages that are in one of ``statuses``; returns sms_id → status.
 
     ``only_flow`` (a replay of one flow) leaves messages that go to other flows as they are.
     ``stored``: the messages' rows as of now (``PENDING_COLUMNS``, any order), already read by
-    the caller (the writer's upsert returns them on PostgreSQL), which spares reading them again.
+    the caller (the writer's upsert returns them on PostgreSQL), which spares reading them again;
+    ``contacts_touched``: that same statement counted them on their contacts already.
 
     ``guard`` is how a flow that raises is kept from its neighbours: ``"savepoint"``, the batch
     runs under one SAVEPOINT, and is run again from it with a SAVEPOINT per message if a flow
@@ -95,7 +97,7 @@ def process_new(
         if row[-1] == "received":
             first_time.add(msg.id)
     # A replayed message was counted when it first came in; only new ones add to their contact.
-    if first_time:
+    if first_time and not contacts_touched:
         touch_contacts(conn, [m.sender for m in msgs if m.id in first_time], decisions.now)
     results: dict[str, str] = {}
     # Answers to sent messages are linked to them whether or not a flow acts on them.

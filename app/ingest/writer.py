@@ -20,13 +20,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import Connection, Engine, Table, insert, update
+from sqlalchemy import Connection, Engine, Table, insert, select, update
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.db.dialect import as_arrays, execute_rows, insert_for, unnested
 from app.db.models import InboundMessage, QuarantinedRequest, utcnow
 from app.errors import Conflict, DatabaseUnavailable
+from app.flows.decisions import CONTACTS_NOW, touch_contacts_of
 from app.flows.engine import PENDING_COLUMNS, FlowRaised, Guard, process_new
 from app.flows.loader import FlowSet
 from app.metrics import observe_batch
@@ -284,14 +285,20 @@ class GroupWriter:
     ) -> None:
         for qid, sms_id in resolved:
             _resolve(conn, qid, sms_id)
-        stored = _upsert_messages(conn, messages) if messages else None
+        flows = self._flows is not None
+        stored = _upsert_messages(conn, messages, touch_contacts=flows) if messages else None
         if quarantined:
             conn.execute(insert(QUARANTINE), quarantined)
         if messages and self._flows is not None:
             # Flows act in this same transaction: a vote and its reply exist exactly when the
             # message does, and a redelivered message (no longer "received") is skipped.
             outcomes = process_new(
-                conn, self._flows(), [m["sms_id"] for m in messages], stored=stored, guard=guard
+                conn,
+                self._flows(),
+                [m["sms_id"] for m in messages],
+                stored=stored,
+                guard=guard,
+                contacts_touched=stored is not None,
             )
             # Only a batch where a flow acted can have queued replies worth waking the dispatcher for.
             self._acted = self._acted or "processed" in outcomes.values()
@@ -348,14 +355,28 @@ def _merge_duplicates(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return list(merged.values())
 
 
-def _upsert_messages(conn: Connection, rows: list[dict[str, Any]]) -> Sequence[Sequence[Any]] | None:
-    """Store the rows; on PostgreSQL, return them as they now are (flows' ``PENDING_COLUMNS``)."""
+def _upsert_messages(
+    conn: Connection, rows: list[dict[str, Any]], *, touch_contacts: bool = False
+) -> Sequence[Sequence[Any]] | None:
+    """Store the rows; on PostgreSQL, return them as they now are (flows' ``PENDING_COLUMNS``),
+    and with ``touch_contacts`` count the ones still ``received`` on their contacts, as the flow
+    engine would (:func:`~app.flows.decisions.touch_contacts`), in the same statement."""
     if conn.dialect.name == "postgresql":  # the batch as one array per column: one execution
         keys = tuple(rows[0])
         # RETURNING hands back each row after its insert or update: flows need not read them again.
-        return conn.execute(upsert_statement("postgresql", keys), as_arrays(rows, keys)).all()
+        if not touch_contacts:
+            return conn.execute(upsert_statement("postgresql", keys), as_arrays(rows, keys)).all()
+        params: dict[str, Any] = as_arrays(rows, keys)
+        params[CONTACTS_NOW] = utcnow()
+        return conn.execute(_upsert_touching_contacts(keys), params).all()
     execute_rows(conn, upsert_statement(conn.dialect.name), rows)
     return None
+
+
+@functools.lru_cache(maxsize=8)
+def _upsert_touching_contacts(keys: tuple[str, ...]) -> Any:
+    stored = upsert_statement("postgresql", keys).cte("stored_messages")
+    return select(*[stored.c[c.key] for c in PENDING_COLUMNS]).add_cte(touch_contacts_of(stored))
 
 
 @functools.cache  # built once per dialect: ``excluded`` costs a proxy per column each time
