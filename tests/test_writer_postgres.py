@@ -21,6 +21,7 @@ from app.flows.loader import load_dir
 from app.ingest.writer import GroupWriter
 from app.mobitex.mo_form import parse_mo
 from tests.conftest import Service, empty_database, make_settings, mo_form, write_flows
+from tests.test_flow_batch import SURVEY
 from tests.test_flow_vote import IN_WINDOW, vote_flow
 
 pytestmark = pytest.mark.postgres
@@ -128,3 +129,51 @@ async def test_a_connection_lost_between_batches_costs_no_message(
     assert await db.scalar("SELECT count(*) FROM votes") == 3
     assert await db.scalar("SELECT count(*) FROM outbox") == 3
     assert await db.scalar("SELECT sum(deliveries) FROM inbound_messages") == 3
+
+
+async def test_batches_of_any_size_run_the_same_statements(pg_database: str, tmp_path: Path) -> None:
+    """A statement whose SQL changed with the batch's size (an IN list of N parameters) would be
+    compiled and prepared anew for every size: with a survey loaded (the batch asks which phones
+    are in a conversation) and answers to sent messages (their ext_id is looked up), a batch of
+    two and one of five send the same SQL."""
+    await empty_database(pg_database)
+    flows_dir = write_flows(tmp_path / "flows", final=vote_flow(), opinia=SURVEY)
+    settings = make_settings(pg_database, flows_dir=str(flows_dir))
+    engine = create_engine(settings)
+    await upgrade(engine)
+    flows = load_dir(flows_dir)
+    seen: list[set[str]] = []
+
+    def statement(conn: Any, cursor: Any, sql: str, *args: Any) -> None:
+        seen[-1].add(sql)
+
+    w = GroupWriter(engine, flows=lambda: flows)
+    await w.start()
+    event.listen(engine.sync_engine, "before_cursor_execute", statement)
+    try:
+        for first, size in ((0, 2), (10, 5)):
+            seen.append(set())
+            forms = [
+                mo_form(text="GLOS A", time=IN_WINDOW, sender=f"486400{n:05d}", ext_id=f"sent-{n}")
+                for n in range(first, first + size)
+            ]
+            await asyncio.gather(
+                *(
+                    w.store_message(
+                        parse_mo(f, max_text=4096),
+                        raw_body=b"raw",
+                        charset="utf-8",
+                        client_ip="127.0.0.1",
+                        received_at=utcnow(),
+                    )
+                    for f in forms
+                )
+            )
+    finally:
+        event.remove(engine.sync_engine, "before_cursor_execute", statement)
+        await w.stop()
+        await engine.dispose()
+    assert w.batches == 2
+    assert any("conversations" in sql for sql in seen[0])
+    assert any("mobitex_id" in sql for sql in seen[0])
+    assert seen[0] == seen[1]

@@ -5,10 +5,23 @@ from __future__ import annotations
 
 import functools
 import operator
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any
 
-from sqlalchemy import Connection, Executable, Insert, Select, Table, bindparam, column, func, insert, select
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Executable,
+    Insert,
+    Select,
+    Table,
+    any_,
+    bindparam,
+    column,
+    func,
+    insert,
+    select,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.dml import ReturningInsert
 
@@ -136,6 +149,17 @@ def _getter(name: str, process: Callable[[Any], Any] | None) -> Callable[[dict[s
 
 def _constant(value: Any) -> Callable[[dict[str, Any]], Any]:
     return lambda _row: value
+
+
+def one_of(
+    dialect: str, column: ColumnElement[Any], values: Collection[Any], name: str
+) -> ColumnElement[bool]:
+    """``column IN (values)``; on PostgreSQL ``column = ANY(:name)`` with the values as one array,
+    so that the SQL is the same however many there are (an IN list of N parameters is a new
+    statement, compiled and prepared anew, for every N a batch brings)."""
+    if dialect == "postgresql":
+        return column == any_(bindparam(name, list(values), type_=postgresql.ARRAY(column.type)))
+    return column.in_(values)
 
 
 def unnested(table: Table, keys: tuple[str, ...], prefix: str = "") -> Select[Any]:

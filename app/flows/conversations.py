@@ -15,6 +15,7 @@ from datetime import datetime
 from sqlalchemy import Connection, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from app.db.dialect import one_of
 from app.db.flow_models import Conversation, SurveyAnswer
 
 
@@ -57,7 +58,8 @@ def phones_in_conversation(conn: Connection, senders: set[str]) -> set[tuple[str
     """(phone, number) of every active conversation of these phones, in one query for a batch."""
     rows = conn.execute(
         select(Conversation.sender, Conversation.number).where(
-            Conversation.status == "active", Conversation.sender.in_(senders)
+            Conversation.status == "active",
+            one_of(conn.dialect.name, Conversation.__table__.c.sender, senders, "senders"),
         )
     ).all()
     return {(r.sender, r.number) for r in rows}

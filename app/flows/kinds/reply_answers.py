@@ -19,10 +19,12 @@ from datetime import datetime
 import msgspec
 from sqlalchemy import Connection, bindparam, insert, or_, select, update
 
+from app.db.dialect import one_of
 from app.db.models import FlowEvent, InboundMessage, OutboxMessage
 from app.flows.messages import Answered, Inbound
 
 MATCHED, UNMATCHED = "matched", "unmatched"
+_OUTBOX = OutboxMessage.__table__
 
 
 _COLUMNS = (
@@ -60,7 +62,10 @@ def correlate(
     keys = sorted({v for _, k in keyed for v in (k, k.lower(), k.upper())})
     rows = conn.execute(
         select(*_COLUMNS, OutboxMessage.mobitex_id).where(
-            or_(OutboxMessage.ext_id.in_(keys), OutboxMessage.mobitex_id.in_(keys))
+            or_(
+                one_of(conn.dialect.name, _OUTBOX.c.ext_id, keys, "ext_ids"),
+                one_of(conn.dialect.name, _OUTBOX.c.mobitex_id, keys, "mobitex_ids"),
+            )
         )
     ).all()
     by_ext: dict[str, Answered] = {}
