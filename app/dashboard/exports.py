@@ -53,12 +53,14 @@ def csv_stream(
 
 async def pages_of(
     engine: AsyncEngine,
-    fetch: Callable[[Connection, int | None], Any],
+    fetch: Callable[[Connection, Any], Any],
     columns: Sequence[str],
+    cursor: Callable[[str], Any] = int,
 ) -> AsyncIterator[Sequence[Any]]:
     """Every row of a keyset-paged read (``fetch(conn, before)`` returns a page with ``items``
-    and ``next_cursor``), page after page, each on a short connection of its own."""
-    before: int | None = None
+    and ``next_cursor``), page after page, each on a short connection of its own; ``cursor``
+    reads a ``next_cursor`` back (an id by default)."""
+    before: Any = None
     while True:
         async with engine.connect() as conn:
             page = await conn.run_sync(fetch, before)
@@ -66,4 +68,4 @@ async def pages_of(
             yield [getattr(item, name) for name in columns]
         if page.next_cursor is None:
             return
-        before = int(page.next_cursor)
+        before = cursor(page.next_cursor)

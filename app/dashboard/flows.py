@@ -9,10 +9,11 @@ from litestar import Controller, Request, get
 from litestar.di import NamedDependency
 from litestar.exceptions import NotFoundException
 from litestar.params import FromPath, FromQuery
-from litestar.response import ServerSentEvent, ServerSentEventMessage, Template
+from litestar.response import ServerSentEvent, ServerSentEventMessage, Stream, Template
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.dashboard.auth import require
+from app.dashboard.auth import current_user, require
+from app.dashboard.exports import csv_stream, pages_of
 from app.dashboard.i18n import locale_of
 from app.dashboard.live import hub_of
 from app.db.models import utcnow
@@ -21,11 +22,12 @@ from app.flows.live import LiveFlows
 from app.flows.loader import LoadedFlow
 from app.reads.members import list_members
 from app.reads.overview import flow_states
-from app.reads.results import flow_activity, kind_results
+from app.reads.results import entries_page, entry_columns, flow_activity, kind_results
 from app.reads.series import PerMinute, window
 from app.reads.tally import latest_votes
 
 MEMBERS = 50  # a list's members on one page
+ENTRY_PHONES = ("sender", "phone")  # the entry columns that hold a phone number
 
 
 def _flow(request: Request[Any, Any, Any], flow_id: str) -> LoadedFlow:
@@ -87,6 +89,18 @@ class FlowsController(Controller):
             votes = await hub.votes_per_minute(flow).series(db_engine, start, minutes)
             context["per_minute"] = PerMinute(start, minutes, votes, [])
         return Template(template_name="flow.html", context=context)
+
+    @get("/{flow_id:str}/entries.csv", name="flow-entries-export")
+    async def export(
+        self, request: Request[Any, Any, Any], db_engine: NamedDependency[AsyncEngine], flow_id: FromPath[str]
+    ) -> Stream:
+        """Every entry as ``smsflows export`` writes it, phone numbers as the page shows them."""
+        flow = _flow(request, flow_id)
+        columns = entry_columns(flow)
+        rows = pages_of(db_engine, lambda c, after: entries_page(c, flow, after=after), columns, cursor=str)
+        return csv_stream(
+            f"{flow.id}-entries.csv", columns, rows, reader=current_user(request), phones=ENTRY_PHONES
+        )
 
     @get("/{flow_id:str}/tally", name="flow-tally")
     async def tally(self, request: Request[Any, Any, Any], flow_id: FromPath[str]) -> Template:

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 import msgspec
-from sqlalchemy import Connection, Table, func, select
+from sqlalchemy import Connection, Row, Table, func, select
 from sqlalchemy.orm import DeclarativeBase
 
 from app.db.flow_models import Code, Conversation, Redemption, Subscription, SurveyAnswer, Vote
@@ -347,10 +347,48 @@ _ENTRIES = {
 }
 
 
-def flow_entries(conn: Connection, flow: LoadedFlow) -> Entries:
-    table = _ENTRIES.get(flow.kind, _table(FlowEvent))
+class EntriesPage(msgspec.Struct, frozen=True):
+    """Entries in primary-key order from just after ``after``; ``next_cursor`` (the last row's key,
+    as text) reads on, None once the page was the last."""
+
+    columns: list[str]
+    items: list[Row[Any]]  # rows read by column name: ``row.sender``
+    next_cursor: str | None
+
+
+def _entries_table(flow: LoadedFlow) -> Table:
+    return _ENTRIES.get(flow.kind, _table(FlowEvent))
+
+
+def entry_columns(flow: LoadedFlow) -> list[str]:
+    """The columns of the flow's entries: its kind's table, or the event log for other kinds."""
+    return [c.name for c in _entries_table(flow).columns]
+
+
+def entries_page(
+    conn: Connection, flow: LoadedFlow, *, after: str | None = None, limit: int = 1000
+) -> EntriesPage:
+    """One keyset page of the flow's entries."""
+    table = _entries_table(flow)
     mine = table.c.flow_id == flow.id
     if isinstance(flow.definition, SubscriptionFlow):  # a list may be fed by several flows: all of it
         mine = table.c.list_id == flow.definition.list_id
-    rows = conn.execute(select(table).where(mine).order_by(*table.primary_key.columns)).all()
-    return Entries([c.name for c in table.columns], [tuple(r) for r in rows])
+    # The key's other columns (a subscription's list_id) are fixed by the filter, so the last
+    # orders the page alone: an id, or a member's phone.
+    key = list(table.primary_key.columns)[-1]
+    query = select(table).where(mine).order_by(key).limit(limit)
+    if after is not None:
+        query = query.where(key > key.type.python_type(after))
+    rows = list(conn.execute(query).all())
+    more = len(rows) == limit
+    return EntriesPage(entry_columns(flow), rows, str(rows[-1]._mapping[key]) if more else None)
+
+
+def flow_entries(conn: Connection, flow: LoadedFlow) -> Entries:
+    """All of them at once, page after page (an export streams them with ``entries_page``)."""
+    page = entries_page(conn, flow)
+    rows = [tuple(r) for r in page.items]
+    while page.next_cursor is not None:
+        page = entries_page(conn, flow, after=page.next_cursor)
+        rows.extend(tuple(r) for r in page.items)
+    return Entries(page.columns, rows)
