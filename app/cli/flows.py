@@ -126,33 +126,43 @@ def export_command(flow_id: str, csv_file: Path) -> None:
     Example:
       smsflows export final --csv final-votes.csv
     """
+    from collections.abc import Callable
+    from typing import TextIO
+
     from app.cli.terminal import printable
     from app.db.migrate import open_database
     from app.db.models import utcnow
     from app.evidence import write_manifest
     from app.flows.loader import find_flow
     from app.reads.csv_cells import write_csv
-    from app.reads.results import Entries, flow_entries
+    from app.reads.results import entries_page
 
     settings = cli_settings()
     flow = find_flow(Path(settings.flows_dir), flow_id)
 
-    async def read() -> Entries:
+    async def write(out: TextIO, shown: Callable[[str], str] | None = None) -> int:
+        """The entries written a page at a time as they are read; returns how many."""
         async with open_database(settings) as engine, engine.connect() as conn:
-            return await conn.run_sync(flow_entries, flow)
+            page = await conn.run_sync(lambda c: entries_page(c, flow))
+            write_csv(out, page.columns, page.items, shown=shown)
+            written = len(page.items)
+            while (after := page.next_cursor) is not None:
+                page = await conn.run_sync(lambda c: entries_page(c, flow, after=after))
+                write_csv(out, None, page.items, shown=shown)
+                written += len(page.items)
+        return written
 
-    entries = asyncio.run(read())
     if str(csv_file) == "-":
         shown = printable if sys.stdout.isatty() else None  # a file or a pipe gets the data as stored
-        write_csv(sys.stdout, entries.columns, entries.rows, shown=shown)
+        asyncio.run(write(sys.stdout, shown))
         return
     try:
         with csv_file.open("w", newline="", encoding="utf-8") as out:
-            write_csv(out, entries.columns, entries.rows)
-        manifest = write_manifest(csv_file, flow.id, flow.hash, len(entries.rows), utcnow())
+            rows = asyncio.run(write(out))
+        manifest = write_manifest(csv_file, flow.id, flow.hash, rows, utcnow())
     except OSError as exc:
         raise click.ClickException(f"cannot write {exc.filename}: {exc.strerror}") from None
-    click.echo(f"{len(entries.rows)} row(s) written to {csv_file}, SHA-256 {manifest.sha256}", err=True)
+    click.echo(f"{rows} row(s) written to {csv_file}, SHA-256 {manifest.sha256}", err=True)
     click.echo(f"manifest: {csv_file}.manifest.json; `smsflows check-export {csv_file}` checks it", err=True)
 
 

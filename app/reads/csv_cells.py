@@ -43,13 +43,14 @@ def cell(value: Any) -> str | int | float:
 
 def write_csv(
     out: TextIO,
-    columns: Sequence[str],
+    columns: Sequence[str] | None,
     rows: Sequence[Sequence[Any]],
     *,
     shown: Callable[[str], str] | None = None,
 ) -> None:
-    """A header row, then one row each; ``shown`` rewrites text cells once more (for a terminal)."""
+    """A header row (none for ``columns=None``: more rows of a file begun), then one row each;
+    ``shown`` rewrites text cells once more (for a terminal)."""
     writer = csv.writer(out)
-    for values in (columns, *rows):
+    for values in rows if columns is None else (columns, *rows):
         cells = [cell(v) for v in values]
         writer.writerow([shown(c) if shown and isinstance(c, str) else c for c in cells])

@@ -325,13 +325,6 @@ def flow_activity(conn: Connection, flow: LoadedFlow, now: datetime, days: int =
     return Activity(start, hours, series)
 
 
-class Entries(msgspec.Struct, frozen=True):
-    """A flow's entries (votes, redemptions, ...) as a table: column names and rows, oldest first."""
-
-    columns: list[str]
-    rows: list[tuple[Any, ...]]
-
-
 def _table(model: type[DeclarativeBase]) -> Table:
     table = model.__table__
     assert isinstance(table, Table)
@@ -380,15 +373,5 @@ def entries_page(
     if after is not None:
         query = query.where(key > key.type.python_type(after))
     rows = list(conn.execute(query).all())
-    more = len(rows) == limit
+    more = bool(rows) and len(rows) == limit
     return EntriesPage(entry_columns(flow), rows, str(rows[-1]._mapping[key]) if more else None)
-
-
-def flow_entries(conn: Connection, flow: LoadedFlow) -> Entries:
-    """All of them at once, page after page (an export streams them with ``entries_page``)."""
-    page = entries_page(conn, flow)
-    rows = [tuple(r) for r in page.items]
-    while page.next_cursor is not None:
-        page = entries_page(conn, flow, after=page.next_cursor)
-        rows.extend(tuple(r) for r in page.items)
-    return Entries(page.columns, rows)
