@@ -127,6 +127,8 @@ def export_command(flow_id: str, csv_file: Path) -> None:
       smsflows export final --csv final-votes.csv
     """
     from collections.abc import Callable
+    from contextlib import AbstractContextManager as ContextManager
+    from contextlib import nullcontext
     from typing import TextIO
 
     from app.cli.terminal import printable
@@ -140,27 +142,30 @@ def export_command(flow_id: str, csv_file: Path) -> None:
     settings = cli_settings()
     flow = find_flow(Path(settings.flows_dir), flow_id)
 
-    async def write(out: TextIO, shown: Callable[[str], str] | None = None) -> int:
-        """The entries written a page at a time as they are read; returns how many."""
+    async def write(opened: Callable[[], ContextManager[TextIO]], shown: Callable[[str], str] | None) -> int:
+        """The entries written a page at a time as they are read; returns how many. The file is
+        opened once the database has answered, so a failed read leaves no empty file behind."""
         async with open_database(settings) as engine, engine.connect() as conn:
             page = await conn.run_sync(lambda c: entries_page(c, flow))
-            write_csv(out, page.columns, page.items, shown=shown)
-            written = len(page.items)
-            while (after := page.next_cursor) is not None:
-                page = await conn.run_sync(lambda c: entries_page(c, flow, after=after))
-                write_csv(out, None, page.items, shown=shown)
-                written += len(page.items)
+            with opened() as out:
+                write_csv(out, page.columns, page.items, shown=shown)
+                written = len(page.items)
+                while (after := page.next_cursor) is not None:
+                    page = await conn.run_sync(lambda c: entries_page(c, flow, after=after))
+                    write_csv(out, None, page.items, shown=shown)
+                    written += len(page.items)
         return written
 
     if str(csv_file) == "-":
         shown = printable if sys.stdout.isatty() else None  # a file or a pipe gets the data as stored
-        asyncio.run(write(sys.stdout, shown))
+        asyncio.run(write(lambda: nullcontext(sys.stdout), shown))
         return
     try:
-        with csv_file.open("w", newline="", encoding="utf-8") as out:
-            rows = asyncio.run(write(out))
+        rows = asyncio.run(write(lambda: csv_file.open("w", newline="", encoding="utf-8"), None))
         manifest = write_manifest(csv_file, flow.id, flow.hash, rows, utcnow())
     except OSError as exc:
+        if exc.filename is None:  # the database, not the file: as before, the command reports it
+            raise
         raise click.ClickException(f"cannot write {exc.filename}: {exc.strerror}") from None
     click.echo(f"{rows} row(s) written to {csv_file}, SHA-256 {manifest.sha256}", err=True)
     click.echo(f"manifest: {csv_file}.manifest.json; `smsflows check-export {csv_file}` checks it", err=True)
