@@ -195,6 +195,15 @@ async def service(database_url: str) -> AsyncIterator[Service]:
         yield svc
 
 
+@pytest.fixture
+async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
+    """A migrated database's engine, on SQLite and on PostgreSQL."""
+    engine = create_engine(make_settings(database_url))
+    await upgrade(engine)
+    yield engine
+    await engine.dispose()
+
+
 def new_sms_id() -> str:
     return secrets.token_hex(16)
 

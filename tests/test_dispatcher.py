@@ -23,7 +23,6 @@ from sqlalchemy import insert, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.db.engine import create_engine
-from app.db.migrate import upgrade
 from app.db.models import OutboxMessage
 from app.errors import SettingsError
 from app.mobitex.fake_gateway import FakeGatewayConfig, fake_gateway_running
@@ -68,14 +67,6 @@ class Monotonic:
 async def gateway() -> AsyncIterator[str]:
     async with fake_gateway_running(CONFIG) as url:
         yield url
-
-
-@pytest.fixture
-async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(make_settings(database_url))
-    await upgrade(engine)
-    yield engine
-    await engine.dispose()
 
 
 def sending(database_url: str, gateway: str, **overrides: str) -> Settings:

@@ -17,27 +17,16 @@ from sqlalchemy import event, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.db.engine import create_engine
-from app.db.migrate import upgrade
 from app.db.models import OutboxMessage
 from app.mobitex.fake_gateway import fake_gateway_running
 from app.outbox.claims import Claim, claim
 from app.outbox.dispatcher import Dispatcher
 from app.outbox.finisher import Finisher
 from app.outbox.table import outbox_row
-from tests.conftest import make_settings
 from tests.test_dispatcher import CONFIG, fail_next, received, sending
 
 WORKER = "host:1:abc"
 LEASE = timedelta(seconds=60)
-
-
-@pytest.fixture
-async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(make_settings(database_url))
-    await upgrade(engine)
-    yield engine
-    await engine.dispose()
 
 
 @pytest.fixture

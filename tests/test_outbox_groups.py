@@ -41,14 +41,6 @@ async def gateway() -> AsyncIterator[str]:
         yield url
 
 
-@pytest.fixture
-async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(make_settings(database_url))
-    await upgrade(engine)
-    yield engine
-    await engine.dispose()
-
-
 def phones(count: int, start: int = 0) -> list[str]:
     return [f"48600{i:06d}" for i in range(start, start + count)]
 
