@@ -40,7 +40,10 @@ class _Feed:
         self.engine, self.counter = engine, counter
         self.watchers = 0
         self.tally: Tally | None = None
-        self.changed = asyncio.Condition()
+        # Set once when the tally changes, then replaced: a watcher waits on the one it saw.
+        # (An asyncio.Condition under wait_for's timeout can be left unlocked by a cancellation
+        # landing while it re-acquires; an Event has no lock to lose.)
+        self.changed = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
 
     async def run(self) -> None:
@@ -51,14 +54,10 @@ class _Feed:
                 log.exception("live tally of %s could not be counted", self.counter.flow.id)
             else:
                 if self.tally is None or fresh.options != self.tally.options:
-                    async with self.changed:
-                        self.tally = fresh
-                        self.changed.notify_all()
+                    self.tally = fresh
+                    self.changed.set()
+                    self.changed = asyncio.Event()
             await asyncio.sleep(INTERVAL)
-
-
-def _changed_since(feed: _Feed, seen: Tally | None) -> Callable[[], bool]:
-    return lambda: feed.tally is not seen
 
 
 class TallyHub:
@@ -188,10 +187,10 @@ class TallyHub:
         try:
             seen: Tally | None = None
             while True:
-                async with feed.changed:
+                if feed.tally is seen:
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(feed.changed.wait_for(_changed_since(feed, seen)), KEEPALIVE)
-                    current = feed.tally
+                        await asyncio.wait_for(feed.changed.wait(), KEEPALIVE)
+                current = feed.tally
                 if current is seen:
                     yield None
                 else:

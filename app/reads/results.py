@@ -206,7 +206,7 @@ def _subscription(conn: Connection, flow: SubscriptionFlow, members: bool) -> Su
         conn.execute(
             subscription.reachable(flow.list_id)
             .add_columns(Subscription.confirmed_at)
-            .order_by(Subscription.confirmed_at)
+            .order_by(Subscription.confirmed_at, Subscription.phone)  # ties in a stable order
         ).all()
         if members
         else []
