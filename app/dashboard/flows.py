@@ -18,6 +18,7 @@ from app.dashboard.i18n import locale_of
 from app.dashboard.live import hub_of
 from app.db.models import utcnow
 from app.flows.kinds.subscription import SubscriptionFlow
+from app.flows.kinds.survey import SurveyFlow
 from app.flows.live import LiveFlows
 from app.flows.loader import LoadedFlow
 from app.reads.members import list_members
@@ -28,6 +29,7 @@ from app.reads.tally import latest_votes
 
 MEMBERS = 50  # a list's members on one page
 ENTRY_PHONES = ("sender", "phone")  # the entry columns that hold a phone number
+ENTRY_JSON = ("detail",)  # the event log's decisions: JSON that may quote one
 
 
 def _flow(request: Request[Any, Any, Any], flow_id: str) -> LoadedFlow:
@@ -98,8 +100,15 @@ class FlowsController(Controller):
         flow = _flow(request, flow_id)
         columns = entry_columns(flow)
         rows = pages_of(db_engine, lambda c, after: entries_page(c, flow, after=after), columns, cursor=str)
+        definition = flow.definition
         return csv_stream(
-            f"{flow.id}-entries.csv", columns, rows, reader=current_user(request), phones=ENTRY_PHONES
+            f"{flow.id}-entries.csv",
+            columns,
+            rows,
+            reader=current_user(request),
+            phones=ENTRY_PHONES,
+            json=ENTRY_JSON,
+            step_type=definition.step_type if isinstance(definition, SurveyFlow) else None,
         )
 
     @get("/{flow_id:str}/tally", name="flow-tally")

@@ -126,9 +126,10 @@ class MessagesController(Controller):
         columns = IN_COLUMNS if direction == "in" else OUT_COLUMNS
         rows = pages_of(engine, lambda c, cursor: reader(c, limit=1000, before=cursor, **args), columns)
         phones = ("sender",) if direction == "in" else ("to_number",)
-        return csv_stream(
-            f"messages-{direction}.csv", columns, rows, reader=current_user(request), phones=phones
-        )
+        texts = ("error",) if direction == "in" else ("last_error",)  # a send error names the number
+        user = current_user(request)
+        name = f"messages-{direction}.csv"
+        return csv_stream(name, columns, rows, reader=user, phones=phones, texts=texts)
 
     @get("/in/{sms_id:str}", name="message-in")
     async def inbound(self, db_engine: NamedDependency[AsyncEngine], sms_id: FromPath[str]) -> Template:

@@ -15,7 +15,8 @@ from litestar.template.config import TemplateConfig
 import app
 from app.dashboard import i18n
 from app.dashboard.i18n import N_
-from app.dashboard.phones import shown_phone
+from app.dashboard.phones import shown_answer, shown_json, shown_phone, shown_text
+from app.flows.kinds.survey import SurveyFlow
 from app.settings import Settings
 
 STATIC = Path(__file__).with_name("static")
@@ -86,6 +87,28 @@ def _phone(ctx: Context, phone: str | None) -> str:
 
 
 @pass_context
+def _phone_text(ctx: Context, text: str | None) -> str:
+    """A sentence the service wrote (an error, a reason), its numbers shown as ``phone`` shows one."""
+    return shown_text(_user(ctx), text)
+
+
+@pass_context
+def _phone_json(ctx: Context, value: Any) -> Any:
+    """JSON (a decision's detail, a message's data) with its numbers shown as ``phone`` shows one."""
+    return shown_json(_user(ctx), value)
+
+
+@pass_context
+def _answer(ctx: Context, value: str | None, flow_id: str, step_id: str) -> str:
+    """A survey answer, read by its step's type in the running flow file (a phone step's is a number)."""
+    request = ctx.get("request")
+    flow = request.app.state.flows.current.flows.get(flow_id) if request is not None else None
+    definition = flow.definition if flow is not None else None
+    step_type = definition.step_type(step_id) if isinstance(definition, SurveyFlow) else None
+    return shown_answer(_user(ctx), step_type, value)
+
+
+@pass_context
 def _current_locale(ctx: Context) -> str:
     return _locale(ctx)
 
@@ -109,7 +132,8 @@ def _configure(engine: JinjaTemplateEngine) -> None:
     env.autoescape = True  # the engine's default; stated here because nothing may turn it off
     env.add_extension("jinja2.ext.i18n")
     env.install_gettext_callables(_gettext, _ngettext, newstyle=True)  # type: ignore[attr-defined]
-    env.filters.update(number=_number, percent=_percent, when=_when, stamp=_stamp, ago=_ago, phone=_phone)
+    env.filters.update(number=_number, percent=_percent, when=_when, stamp=_stamp, ago=_ago)
+    env.filters.update(phone=_phone, phone_text=_phone_text, phone_json=_phone_json, answer=_answer)
     env.globals.update(
         current_locale=_current_locale,
         current_user=_user,

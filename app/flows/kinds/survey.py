@@ -120,6 +120,11 @@ class SurveyFlow(Flow, frozen=True, kw_only=True, tag="survey"):
             "answered", reply=f"ask.{following.id}", variables=self._vars(ctx, index + 1, answers, 0)
         )
 
+    def step_type(self, step_id: str) -> str | None:
+        """The answer type of a step (``phone``, ``text``...), or None when the file has no such step."""
+        found = next((s for s in self.survey.steps if s.id == step_id), None)
+        return str(type(found).__struct_config__.tag) if found is not None else None
+
     def yields_to_keyword(self, conn: Connection, conversation: OpenConversation, now: datetime) -> bool:
         if self.survey.on_keyword == "refuse":
             return False
