@@ -132,7 +132,7 @@ async def test_a_viewer_reads_numbers_masked_in_details_data_and_send_errors(
         await insert(svc, "flow_events", [event | {"detail": msgspec.json.encode(detail).decode()}])
         data = msgspec.json.encode({"referred": REFERRED}).decode()
         await insert(svc, "outbox", [failed_send(SENDER, no_funds(SENDER)) | {"data": data}])
-        sent_id = await svc.scalar("SELECT id FROM outbox")
+        sent_id = await svc.scalar("SELECT id FROM outbox WHERE data IS NOT NULL")
         for name, role in (("vera", "viewer"), ("olek", "operator")):
             whole = role == "operator"
             async with signed_in(svc, name, role) as client:
