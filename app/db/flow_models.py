@@ -64,6 +64,11 @@ class Redemption(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
+# A contest's top entrants, most entries first and ties by phone: a phone's last entry holds its
+# number of entries in seq (app.reads.results).
+Index("ix_redemption_seq", Redemption.flow_id, Redemption.seq.desc(), Redemption.sender)
+
+
 class Subscription(Base):
     """A phone on a list (one row per list and phone); its times are the times of the messages
     that asked, so the confirmation window is judged like the flow window."""
@@ -130,7 +135,8 @@ class SurveyAnswer(Base):
     __tablename__ = "survey_answers"
     __table_args__ = (
         UniqueConstraint("conversation_id", "step", name="uq_answer_step"),
-        Index("ix_answer_flow", "flow_id", "step"),
+        # A step's answers newest first (the survey page shows the latest ten).
+        Index("ix_answer_latest", "flow_id", "step", "id"),
     )
 
     id: Mapped[int] = mapped_column(ID, primary_key=True)
