@@ -52,6 +52,8 @@ class Redemption(Base):
         UniqueConstraint("flow_id", "sender", "seq", name="uq_redemption_sender_seq"),
         UniqueConstraint("inbound_id", name="uq_redemption_inbound"),
         CheckConstraint("seq >= 1", name="ck_redemption_seq"),
+        # A contest's entries per hour (the flow page's chart of the last week).
+        Index("ix_redemption_created", "flow_id", "created_at"),
     )
 
     id: Mapped[int] = mapped_column(ID, primary_key=True)
