@@ -10,6 +10,8 @@ from datetime import timedelta
 from pathlib import Path
 
 from app.db.models import utcnow
+from app.flows.loader import find_flow
+from app.reads.results import SurveyResults, kind_results
 from tests.conftest import send_mo, write_flows
 from tests.dashboard import dashboard_service, insert, signed_in
 from tests.test_dashboard_pages import VOTE
@@ -226,6 +228,13 @@ async def test_survey_page_shows_the_latest_ten_text_answers_and_counts_them_all
         assert shown == [f"uwaga numer {n}" for n in range(25, 15, -1)]  # the latest ten, newest first
         assert 'uwagi</code> <small class="muted">text · 25 answers' in text
         assert "The latest 10; the export has them all." in text
+        # The page's read takes the ten from the database, not all of them to drop the rest.
+        survey = find_flow(tmp_path / "flows", "ankieta").definition
+        async with svc.engine.connect() as conn:
+            read = await conn.run_sync(lambda c: kind_results(c, survey, latest=10))
+        assert isinstance(read, SurveyResults)
+        (step,) = [s for s in read.steps if s.id == "uwagi"]
+        assert step.answered == 25 and step.answers == [f"uwaga numer {n}" for n in range(16, 26)]
         results = (await svc.api.get("/api/flows/ankieta/results")).json()["results"]
         (uwagi,) = [s for s in results["steps"] if s["id"] == "uwagi"]
         assert uwagi["answers"] == [f"uwaga numer {n}" for n in range(1, 26)]  # the API keeps them all
