@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import random
 import re
 import time
+from collections import Counter
 from datetime import timedelta
 from pathlib import Path
 
 from app.db.models import utcnow
+from app.flows.loader import find_flow
+from app.reads.results import SurveyResults, kind_results
 from tests.conftest import send_mo, write_flows
 from tests.dashboard import dashboard_service, insert, signed_in
 from tests.test_dashboard_pages import VOTE
@@ -203,3 +207,72 @@ async def test_latest_votes_show_numbers_whole_to_operators_only(database_url: s
         async with signed_in(svc, "otto", "operator") as client:
             page = (await client.get("/flows/final")).text
             assert "48600123456" in page and "48600***456" not in page
+
+
+def _answer(n: int, step: str, value: str, flow: str = "ankieta") -> dict[str, object]:
+    return {"conversation_id": n, "flow_id": flow, "sender": f"48600{n:06d}", "step": step,
+            "value": value, "inbound_id": n, "created_at": utcnow()}  # fmt: skip
+
+
+async def test_survey_page_shows_the_latest_ten_text_answers_and_counts_them_all(
+    database_url: str, tmp_path: Path
+) -> None:
+    rows = [_answer(n, "uwagi", f"uwaga numer {n}") for n in range(1, 26)]
+    rows += [_answer(n, "ocena", "8") for n in range(1, 26)]  # another step of the same survey
+    rows += [_answer(100 + n, "uwagi", f"inna ankieta {n}", flow="inna") for n in range(30)]
+    async with dashboard_service(database_url, flows_dir=str(_all_kinds(tmp_path))) as svc:
+        await insert(svc, "survey_answers", rows)
+        async with signed_in(svc, "vera", "viewer") as client:
+            text = (await client.get("/flows/ankieta")).text
+        shown = re.findall(r'<li class="wrap">([^<]*)</li>', text)
+        assert shown == [f"uwaga numer {n}" for n in range(25, 15, -1)]  # the latest ten, newest first
+        assert 'uwagi</code> <small class="muted">text · 25 answers' in text
+        assert "The latest 10; the export has them all." in text
+        # The page's read takes the ten from the database, not all of them to drop the rest.
+        survey = find_flow(tmp_path / "flows", "ankieta").definition
+        async with svc.engine.connect() as conn:
+            read = await conn.run_sync(lambda c: kind_results(c, survey, latest=10))
+        assert isinstance(read, SurveyResults)
+        (step,) = [s for s in read.steps if s.id == "uwagi"]
+        assert step.answered == 25 and step.answers == [f"uwaga numer {n}" for n in range(16, 26)]
+        results = (await svc.api.get("/api/flows/ankieta/results")).json()["results"]
+        (uwagi,) = [s for s in results["steps"] if s["id"] == "uwagi"]
+        assert uwagi["answers"] == [f"uwaga numer {n}" for n in range(1, 26)]  # the API keeps them all
+
+
+async def test_survey_page_shows_every_answer_when_ten_or_fewer(database_url: str, tmp_path: Path) -> None:
+    async with dashboard_service(database_url, flows_dir=str(_all_kinds(tmp_path))) as svc:
+        await insert(svc, "survey_answers", [_answer(n, "uwagi", f"uwaga {n}") for n in range(1, 11)])
+        async with signed_in(svc, "vera", "viewer") as client:
+            text = (await client.get("/flows/ankieta")).text
+        assert re.findall(r'<li class="wrap">([^<]*)</li>', text) == [f"uwaga {n}" for n in range(10, 0, -1)]
+        assert "text · 10 answers" in text and "The latest 10" not in text
+
+
+async def test_code_page_top_ten_are_the_phones_with_most_entries_ties_by_phone(
+    database_url: str, tmp_path: Path
+) -> None:
+    rng = random.Random(7)
+    entries = {f"486{rng.randrange(10**8):08d}": rng.choice((1, 1, 1, 2, 2, 3)) for _ in range(40)}
+    rows, n = [], 0
+    for sender, count in entries.items():
+        for seq in range(1, count + 1):
+            n += 1
+            rows.append({"flow_id": "lato", "flow_hash": "x", "code": f"C{n:07d}", "sender": sender,
+                         "seq": seq, "inbound_id": n, "created_at": utcnow()})  # fmt: skip
+    # Another contest's entries, more of them per phone, count for it alone.
+    rows += [{"flow_id": "inny", "flow_hash": "x", "code": f"D{k}", "sender": "48699999999", "seq": k,
+              "inbound_id": 1000 + k, "created_at": utcnow()} for k in range(1, 6)]  # fmt: skip
+    rng.shuffle(rows)  # stored in no particular order
+    # The reference: every entry grouped by phone, most entries first, ties by phone.
+    expected = sorted(Counter(entries).items(), key=lambda e: (-e[1], e[0]))[:10]
+    async with dashboard_service(database_url, flows_dir=str(_all_kinds(tmp_path))) as svc:
+        await insert(svc, "redemptions", rows)
+        results = (await svc.api.get("/api/flows/lato/results")).json()["results"]
+        assert [(e["sender"], e["entries"]) for e in results["top_entrants"]] == expected
+        assert results["participants"] == len(entries)
+        assert results["redemptions"] == sum(entries.values())
+        async with signed_in(svc, "otto", "operator") as client:
+            text = (await client.get("/flows/lato")).text
+        top = re.findall(r'<tr><td class="nowrap">(\d+)</td><td>(\d+)</td></tr>', text)
+        assert [(s, int(c)) for s, c in top] == expected

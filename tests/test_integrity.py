@@ -157,6 +157,17 @@ def test_db_check_says_ok_on_a_sound_database(tmp_path: Path) -> None:
     result = _run(["db", "check"], env, tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("ok")
+    # Before it starts, what it is about to read: on a large file that takes minutes.
+    assert result.stderr.startswith("checking ") and "reads the whole file" in result.stderr
+
+
+def test_db_check_quick_says_ok_on_a_sound_database(tmp_path: Path) -> None:
+    env = {"SMSFLOWS_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'smsflows.db'}"}
+    assert _run(["db", "upgrade"], env, tmp_path).returncode == 0
+    result = _run(["db", "check", "--quick"], env, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("ok") and "quick check" in result.stdout
+    assert "not whether each index matches its table" in result.stderr
 
 
 def test_db_check_names_the_broken_table_and_fails(tmp_path: Path) -> None:
@@ -168,6 +179,30 @@ def test_db_check_names_the_broken_table_and_fails(tmp_path: Path) -> None:
     assert "CHECK constraint failed in quarantine" in result.stderr
     assert "found 1 problem(s)" in result.stderr
     assert "Traceback" not in result.stderr and result.stdout == ""
+
+
+def test_db_check_quick_still_finds_a_row_that_breaks_a_check_constraint(tmp_path: Path) -> None:
+    # quick_check leaves out the indexes, not the CHECK constraints the writer skips.
+    settings = _sqlite_settings(tmp_path)
+    asyncio.run(_migrated(settings))
+    _corrupt(settings)
+    result = _run(["db", "check", "--quick"], {"SMSFLOWS_DATABASE_URL": settings.database_url}, tmp_path)
+    assert result.returncode == 1
+    assert "CHECK constraint failed in quarantine" in result.stderr
+    assert "found 1 problem(s)" in result.stderr
+    assert "Traceback" not in result.stderr and result.stdout == ""
+
+
+async def test_quick_integrity_check_names_a_row_the_writer_connection_let_through(tmp_path: Path) -> None:
+    settings = _sqlite_settings(tmp_path)
+    await _migrated(settings)
+    await asyncio.to_thread(_corrupt, settings)
+    engine = create_engine(settings)
+    try:
+        report = await check_integrity(engine, quick=True)
+    finally:
+        await engine.dispose()
+    assert report.checked and report.problems == ["CHECK constraint failed in quarantine"]
 
 
 def test_db_check_refuses_a_database_that_is_not_there(tmp_path: Path) -> None:
@@ -182,9 +217,12 @@ def test_db_check_refuses_a_database_that_is_not_there(tmp_path: Path) -> None:
 def test_db_check_on_postgres_says_the_server_enforces_the_constraints(
     tmp_path: Path, pg_database: str
 ) -> None:
-    result = _run(["db", "check"], {"SMSFLOWS_DATABASE_URL": pg_database}, tmp_path)
-    assert result.returncode == 0, result.stderr
-    assert "PostgreSQL enforces every constraint" in result.stdout
+    for args in (["db", "check"], ["db", "check", "--quick"]):
+        result = _run(args, {"SMSFLOWS_DATABASE_URL": pg_database}, tmp_path)
+        assert result.returncode == 0, result.stderr
+        assert "nothing to check on PostgreSQL" in result.stdout
+        assert "the server enforces every CHECK and NOT NULL constraint" in result.stdout
+        assert "checking" not in result.stderr  # no file to read
 
 
 def test_sqlite_reports_check_failures_in_integrity_check() -> None:

@@ -55,7 +55,7 @@ _PICK = {"vote": _vote, "code": _code, "subscription": _subscription, "survey": 
 def board_figures(conn: Connection, flow: LoadedFlow) -> Board:
     pick = _PICK.get(flow.kind)
     if pick is not None:
-        figures = pick(msgspec.to_builtins(kind_results(conn, flow.definition, members=False)))
+        figures = pick(msgspec.to_builtins(kind_results(conn, flow.definition, members=False, latest=0)))
     else:  # kinds without results: how many messages each outcome had
         rows = conn.execute(
             select(FlowEvent.outcome, func.count())

@@ -28,6 +28,7 @@ from app.reads.series import PerMinute, window
 from app.reads.tally import latest_votes
 
 MEMBERS = 50  # a list's members on one page
+LATEST_ANSWERS = 10  # a survey text step's answers shown, newest first (the export has them all)
 ENTRY_PHONES = ("sender", "phone")  # the entry columns that hold a phone number
 ENTRY_JSON = ("detail",)  # the event log's decisions: JSON that may quote one
 
@@ -76,7 +77,7 @@ class FlowsController(Controller):
                 context["latest"] = await conn.run_sync(lambda c: latest_votes(c, flow.id))
             else:
                 context["results"] = await conn.run_sync(
-                    lambda c: kind_results(c, flow.definition, members=False)
+                    lambda c: kind_results(c, flow.definition, members=False, latest=LATEST_ANSWERS)
                 )
                 if isinstance(flow.definition, SubscriptionFlow):
                     list_id = flow.definition.list_id

@@ -52,6 +52,8 @@ class Redemption(Base):
         UniqueConstraint("flow_id", "sender", "seq", name="uq_redemption_sender_seq"),
         UniqueConstraint("inbound_id", name="uq_redemption_inbound"),
         CheckConstraint("seq >= 1", name="ck_redemption_seq"),
+        # A contest's entries per hour (the flow page's chart of the last week).
+        Index("ix_redemption_created", "flow_id", "created_at"),
     )
 
     id: Mapped[int] = mapped_column(ID, primary_key=True)
@@ -62,6 +64,11 @@ class Redemption(Base):
     seq: Mapped[int] = mapped_column(Integer)
     inbound_id: Mapped[int] = mapped_column(BigInteger)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+# A contest's top entrants, most entries first and ties by phone: a phone's last entry holds its
+# number of entries in seq (app.reads.results).
+Index("ix_redemption_seq", Redemption.flow_id, Redemption.seq.desc(), Redemption.sender)
 
 
 class Subscription(Base):
@@ -130,7 +137,8 @@ class SurveyAnswer(Base):
     __tablename__ = "survey_answers"
     __table_args__ = (
         UniqueConstraint("conversation_id", "step", name="uq_answer_step"),
-        Index("ix_answer_flow", "flow_id", "step"),
+        # A step's answers newest first (the survey page shows the latest ten).
+        Index("ix_answer_latest", "flow_id", "step", "id"),
     )
 
     id: Mapped[int] = mapped_column(ID, primary_key=True)

@@ -7,8 +7,8 @@ from datetime import datetime
 from typing import Any
 
 import msgspec
-from sqlalchemy import Connection, Row, Table, func, select
-from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy import Connection, Row, Table, exists, func, select
+from sqlalchemy.orm import DeclarativeBase, aliased
 
 from app.db.flow_models import Code, Conversation, Redemption, Subscription, SurveyAnswer, Vote
 from app.db.models import Contact, FlowEvent, OutboxMessage, utcnow
@@ -47,12 +47,15 @@ class Entrant(msgspec.Struct, frozen=True):
     entries: int
 
 
+TOP_ENTRANTS = 10  # a contest's results list the phones with most entries, this many
+
+
 class CodeResults(msgspec.Struct, frozen=True, kw_only=True):
     redemptions: int
     participants: int
     codes_imported: int | msgspec.UnsetType = msgspec.UNSET  # only for a list of codes
     codes_left: int | msgspec.UnsetType = msgspec.UNSET
-    top_entrants: list[Entrant]  # the ten with most entries
+    top_entrants: list[Entrant]  # the TOP_ENTRANTS with most entries, ties by phone
 
 
 class Subscriber(msgspec.Struct, frozen=True):
@@ -73,7 +76,8 @@ class ValueCount(msgspec.Struct, frozen=True):
 
 class StepResults(msgspec.Struct, frozen=True, kw_only=True):
     """One step: for a choice or integer how often each answer was given (``distribution``), for
-    text, phone or email the answers themselves, oldest first (``answers``)."""
+    text, phone or email the answers themselves, oldest first (``answers``; a page reads only the
+    latest, ``kind_results(latest=...)``)."""
 
     id: str
     type: str
@@ -148,12 +152,17 @@ def flow_results(conn: Connection, flow: LoadedFlow) -> FlowResults:
     )
 
 
-def kind_results(conn: Connection, definition: Flow, *, members: bool = True) -> KindResults:
+def kind_results(
+    conn: Connection, definition: Flow, *, members: bool = True, latest: int | None = None
+) -> KindResults:
     """What the flow's kind counts: a vote's tally, a contest's entries, a list's members...
     ``members=False`` counts a list's members without listing them (pages read them a page at a
-    time, ``app.reads.members``)."""
+    time, ``app.reads.members``); ``latest`` keeps only that many of the newest answers of each
+    survey text step (still oldest first; ``answered`` counts them all), None keeps every one."""
     if isinstance(definition, SubscriptionFlow):
         return _subscription(conn, definition, members)
+    if isinstance(definition, SurveyFlow):
+        return _survey(conn, definition, latest)
     for kind, read in _READERS:
         if isinstance(definition, kind):
             return read(conn, definition)
@@ -172,15 +181,22 @@ def _vote(conn: Connection, flow: Any) -> VoteResults:
 def _code(conn: Connection, flow: Any) -> CodeResults:
     assert isinstance(flow, CodeFlow)
     mine = Redemption.flow_id == flow.id
-    total = int(conn.scalar(select(func.count()).where(mine)) or 0)
-    participants = int(conn.scalar(select(func.count(func.distinct(Redemption.sender))).where(mine)) or 0)
-    entries = func.count().label("entries")
+    # A phone's n-th entry is stored with seq n (app.flows.kinds.code: the unique key (flow, phone,
+    # seq) takes seq from the entries before it), and entries are never deleted (erasure renames
+    # the phone, keeping seq): so each phone has one entry with seq 1, and its last entry's seq is
+    # its number of entries. Entrants are counted in the same pass as entries, and the top ten
+    # walk the index (flow_id, seq DESC, sender) from the top instead of grouping every entry.
+    counted = conn.execute(select(func.count(), func.count().filter(Redemption.seq == 1)).where(mine)).one()
+    total, participants = int(counted[0]), int(counted[1])
+    later = aliased(Redemption)
+    last = ~exists().where(
+        later.flow_id == Redemption.flow_id, later.sender == Redemption.sender, later.seq > Redemption.seq
+    )
     top = conn.execute(
-        select(Redemption.sender, entries)
-        .where(mine)
-        .group_by(Redemption.sender)
-        .order_by(entries.desc(), Redemption.sender)
-        .limit(10)
+        select(Redemption.sender, Redemption.seq)
+        .where(mine, last)
+        .order_by(Redemption.seq.desc(), Redemption.sender)
+        .limit(TOP_ENTRANTS)
     ).all()
     listed: dict[str, Any] = {}
     if flow.code.source == "list":
@@ -218,8 +234,7 @@ def _subscription(conn: Connection, flow: SubscriptionFlow, members: bool) -> Su
     )
 
 
-def _survey(conn: Connection, flow: Any) -> SurveyResults:
-    assert isinstance(flow, SurveyFlow)
+def _survey(conn: Connection, flow: SurveyFlow, latest: int | None) -> SurveyResults:
     counts = dict(
         conn.execute(
             select(Conversation.status, func.count())
@@ -240,11 +255,11 @@ def _survey(conn: Connection, flow: Any) -> SurveyResults:
     conversations = {s: int(counts.get(s, 0)) for s in survey.STATUSES}
     conversations["active"] -= overdue
     conversations["expired"] += overdue
-    steps = [_step(conn, flow.id, step) for step in flow.survey.steps]
+    steps = [_step(conn, flow.id, step, latest) for step in flow.survey.steps]
     return SurveyResults(conversations, started=sum(conversations.values()), steps=steps)
 
 
-def _step(conn: Connection, flow_id: str, step: Step) -> StepResults:
+def _step(conn: Connection, flow_id: str, step: Step, latest: int | None) -> StepResults:
     mine = (SurveyAnswer.flow_id == flow_id, SurveyAnswer.step == step.id)
     kind = str(type(step).__struct_config__.tag)
     if isinstance(step, ChoiceStep | IntegerStep):
@@ -255,8 +270,15 @@ def _step(conn: Connection, flow_id: str, step: Step) -> StepResults:
         order = list(step.choices) if isinstance(step, ChoiceStep) else sorted(given, key=int)
         distribution = [ValueCount(v, given.get(v, 0)) for v in order]
         return StepResults(id=step.id, type=kind, answered=sum(given.values()), distribution=distribution)
-    values = list(conn.scalars(select(SurveyAnswer.value).where(*mine).order_by(SurveyAnswer.id)))
-    return StepResults(id=step.id, type=kind, answered=len(values), answers=values)
+    if latest is None:
+        values = list(conn.scalars(select(SurveyAnswer.value).where(*mine).order_by(SurveyAnswer.id)))
+        return StepResults(id=step.id, type=kind, answered=len(values), answers=values)
+    # Only what a page shows: the newest from the index (flow_id, step, id), the rest counted there.
+    answered = int(conn.scalar(select(func.count()).where(*mine)) or 0)
+    newest = conn.scalars(
+        select(SurveyAnswer.value).where(*mine).order_by(SurveyAnswer.id.desc()).limit(latest)
+    )
+    return StepResults(id=step.id, type=kind, answered=answered, answers=list(newest)[::-1])
 
 
 def _optout(conn: Connection, flow: Any) -> OptoutResults:
@@ -290,7 +312,6 @@ def _fallback(conn: Connection, flow: Any) -> FallbackResults:
 _READERS: tuple[tuple[type[Flow], Callable[[Connection, Any], KindResults]], ...] = (
     (VoteFlow, _vote),
     (CodeFlow, _code),
-    (SurveyFlow, _survey),
     (OptoutFlow, _optout),
     (ReplyFlow, _reply),
     (FallbackFlow, _fallback),
