@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import secrets
 import socket
@@ -56,6 +57,14 @@ def new_pg_database(purpose: str) -> Iterator[str]:
         yield make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
     finally:
         asyncio.run(_pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(autouse=True)
+def _collectable_after_test() -> Iterator[None]:
+    """Undo the service's ``gc.freeze()`` after each test: a frozen object is never collected, so a
+    pooled connection a test or the service left behind would never be reported (and fail)."""
+    yield
+    gc.unfreeze()
 
 
 @pytest.fixture

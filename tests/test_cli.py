@@ -76,29 +76,29 @@ def test_serve_on_a_fresh_folder_creates_the_database_and_answers(tmp_path: Path
     port = free_port()
     env = {**os.environ, "SMSFLOWS_MO_ALLOWED_IPS": "127.0.0.1", "SMSFLOWS_FLOWS_DIR": "missing"}
     env.pop("SMSFLOWS_DATABASE_URL", None)
-    proc = subprocess.Popen(
+    with subprocess.Popen(  # leaving the block closes the pipe too
         [*SMSFLOWS, "serve", "--port", str(port)],
         env=env,
         cwd=tmp_path,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                ready = httpx.get(f"http://127.0.0.1:{port}/ready", timeout=1)
-                break
-            except httpx.TransportError:
-                assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
-                assert time.monotonic() < deadline, "service did not start"
-                time.sleep(0.1)
-        assert ready.status_code == 200
-        assert (tmp_path / "var" / "smsflows.db").exists()
-    finally:
-        proc.terminate()
-        proc.wait(10)
+    ) as proc:
+        try:
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    ready = httpx.get(f"http://127.0.0.1:{port}/ready", timeout=1)
+                    break
+                except httpx.TransportError:
+                    assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+                    assert time.monotonic() < deadline, "service did not start"
+                    time.sleep(0.1)
+            assert ready.status_code == 200
+            assert (tmp_path / "var" / "smsflows.db").exists()
+        finally:
+            proc.terminate()
+            proc.wait(10)
 
 
 @pytest.mark.parametrize(

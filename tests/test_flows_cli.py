@@ -244,7 +244,8 @@ async def test_export_writes_the_votes_as_csv(voted: Service, tmp_path: Path) ->
     )
     assert result.returncode == 0, result.stderr
     assert "3 row(s) written" in result.stderr
-    rows = list(csv.DictReader(target.open(encoding="utf-8")))
+    with target.open(encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
     assert [(r["sender"], r["option"], r["seq"]) for r in rows] == [
         ("48600000001", "A", "1"),
         ("48600000002", "A", "1"),
@@ -332,7 +333,8 @@ async def test_export_writes_formula_looking_answers_as_text(answered: Service, 
         flows_dir=settings.flows_dir,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
-    values = {r["sender"]: r["value"] for r in csv.DictReader(target.open(encoding="utf-8"))}
+    with target.open(encoding="utf-8") as f:
+        values = {r["sender"]: r["value"] for r in csv.DictReader(f)}
     assert values["48600000001"] == "'" + FORMULA  # shown as typed, never run
     assert values["48600000003"] == "-5"  # a number is no formula
     assert values["48600000002"] == ESCAPES  # a file keeps the data as stored
