@@ -62,7 +62,7 @@ def new_pg_database(purpose: str) -> Iterator[str]:
 @pytest.fixture(autouse=True)
 def _collectable_after_test() -> Iterator[None]:
     """Undo the service's ``gc.freeze()`` after each test: a frozen object is never collected, so a
-    pooled connection a test or the service left behind would never be reported (and fail)."""
+    pooled connection a test or the service left behind would never be reported."""
     yield
     gc.unfreeze()
 
