@@ -21,7 +21,7 @@ Targets (``--targets``, comma-separated, in the order they take turns):
   granian is installed; the service does not depend on it), to compare the HTTP servers.
 
 ``--lanes 1,2,4`` runs each PostgreSQL target once per count of writer lanes
-(``SMSFLOWS_WRITER_LANES``), as ``pg-vote/l1``, ``pg-vote/l2``, …; without it they run with the
+(``SMSFLOWS_WRITER_LANES``), as ``pg-vote+l1``, ``pg-vote+l2``, …; without it they run with the
 setting's default.
 
 The targets take turns, round after round, and the table shows each one's median round with the
@@ -313,7 +313,7 @@ class Target:
         return dataclasses.replace(self, name=f"{self.name}@base", source=source)
 
     def with_lanes(self, lanes: int) -> Target:
-        return dataclasses.replace(self, name=f"{self.name}/l{lanes}", lanes=lanes)
+        return dataclasses.replace(self, name=f"{self.name}+l{lanes}", lanes=lanes)
 
     @property
     def stores(self) -> bool:
@@ -502,12 +502,12 @@ def lane_ratios(names: Collection[str]) -> list[tuple[str, str]]:
     the other target has it too), and each lane count against one lane."""
     pairs = []
     for name in names:
-        base, sep, lanes = name.partition("/l")
+        base, sep, lanes = name.partition("+l")
         if not sep:
             continue
-        pairs += [(name, f"{b}/l{lanes}" if f"{b}/l{lanes}" in names else b) for a, b in RATIOS if a == base]
-        if lanes != "1" and f"{base}/l1" in names:
-            pairs.append((name, f"{base}/l1"))
+        pairs += [(name, f"{b}+l{lanes}" if f"{b}+l{lanes}" in names else b) for a, b in RATIOS if a == base]
+        if lanes != "1" and f"{base}+l1" in names:
+            pairs.append((name, f"{base}+l1"))
     return pairs
 
 

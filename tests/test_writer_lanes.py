@@ -65,13 +65,15 @@ def lanes_writer(pg_database: str, tmp_path: Path) -> Open:
     """A writer of ``lanes`` lanes on the run's PostgreSQL database (emptied), with the given flows."""
 
     @asynccontextmanager
-    async def open_writer(lanes: int, **flow_files: str) -> AsyncIterator[tuple[GroupWriter, Service]]:
+    async def open_writer(
+        lanes: int, on_commit: Callable[[], None] | None = None, **flow_files: str
+    ) -> AsyncIterator[tuple[GroupWriter, Service]]:
         await empty_database(pg_database)
         flows_dir = write_flows(tmp_path / "flows", **flow_files)
         settings = make_settings(pg_database, flows_dir=str(flows_dir))
         engine = create_engine(settings)
         flows = load_dir(flows_dir)
-        w = GroupWriter(engine, flows=lambda: flows, lanes=lanes)
+        w = GroupWriter(engine, flows=lambda: flows, lanes=lanes, on_commit=on_commit)
         await w.start()
         try:
             yield w, Service(settings, "", engine, None)  # type: ignore[arg-type]
@@ -237,6 +239,35 @@ async def test_a_flow_failing_in_one_lane_leaves_the_other_lanes_batch_committed
         assert statuses.pop(failing) == "failed"
         assert statuses == dict.fromkeys([fine, *others], "processed")
         assert await db.scalar("SELECT count(*) FROM outbox") == 6
+
+
+async def test_each_lane_wakes_the_dispatcher_once_its_replies_are_committed(lanes_writer: Open) -> None:
+    (first,) = phones_of(0, 2, 1, first=300)
+    (second,) = phones_of(1, 2, 1, first=300)
+    queued: list[int] = []  # replies committed when each wake-up came
+    engine: list[AsyncEngine] = []
+
+    def wake() -> None:
+        queued.append(-1)  # replaced below by the count the database shows at that moment
+        asyncio.get_running_loop().create_task(count(len(queued) - 1))
+
+    async def count(n: int) -> None:
+        async with engine[0].connect() as conn:
+            queued[n] = (await conn.execute(text("SELECT count(*) FROM outbox"))).scalar_one()
+
+    async with lanes_writer(2, on_commit=wake, final=vote_flow()) as (w, db):
+        engine.append(db.engine)
+        async with holding(db.engine, new_contact(first), new_contact(second)):
+            both = [asyncio.ensure_future(store(w, p)) for p in (first, second)]
+            await waiting(db.engine, 2)
+        await asyncio.gather(*both)
+        await store(w, first, "NOTHING TO DO")  # no flow acts: no reply, no wake-up
+        for _ in range(100):
+            if -1 not in queued:
+                break
+            await asyncio.sleep(0.02)
+    assert len(queued) == 2
+    assert queued[-1] == 2 and queued[0] >= 1
 
 
 async def test_a_batch_the_database_ends_for_a_deadlock_runs_again_and_loses_nothing(
