@@ -41,7 +41,7 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     log_format: Literal["text", "json"] = "text"
     sqlite_synchronous: Literal["FULL", "NORMAL", "EXTRA"] = "FULL"
     writer_batch_max: int = 512
-    writer_lanes: int = 2  # PostgreSQL: batches one process writes at once (SQLite: always 1)
+    writer_lanes: int = 1  # PostgreSQL: batches one process writes at once (SQLite: always 1)
     mobitex_user: str | None = None
     mobitex_password: str | None = None
     mobitex_from: str | None = None
