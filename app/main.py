@@ -100,6 +100,7 @@ def create_app(settings: Settings) -> Litestar:
                 flows=lambda: flows.current,
                 sync_engine=writer_engine,
                 on_commit=dispatcher.wake if dispatcher else None,
+                lanes=settings.writer_lanes,
             )
             await writer.start()
             if dispatcher is not None:

@@ -16,6 +16,8 @@ PREFIX = "SMSFLOWS_"
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
+MAX_WRITER_LANES = 8
+
 
 class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """Everything the service can be told from outside; see docs/configuration.md."""
@@ -39,6 +41,7 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     log_format: Literal["text", "json"] = "text"
     sqlite_synchronous: Literal["FULL", "NORMAL", "EXTRA"] = "FULL"
     writer_batch_max: int = 512
+    writer_lanes: int = 1  # PostgreSQL: batches one process writes at once (SQLite: always 1)
     mobitex_user: str | None = None
     mobitex_password: str | None = None
     mobitex_from: str | None = None
@@ -98,6 +101,13 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
                 numbers = ("send_rate", "send_timeout", "request_timeout")
                 kind = "number" if name.startswith(numbers) else "integer"
                 raise SettingsError(f"{PREFIX}{name.upper()}: expected a positive {kind}")
+        if not 1 <= self.writer_lanes <= MAX_WRITER_LANES:
+            # Each lane keeps a connection of the pool (5 kept, 10 more at most) for good.
+            raise SettingsError(
+                f"{PREFIX}WRITER_LANES: {self.writer_lanes} is out of range; expected an integer from 1 "
+                f"to {MAX_WRITER_LANES} (how many batches of MO messages one process writes to "
+                "PostgreSQL at once, each on a connection of its own; e.g. 2)"
+            )
         if self.send_timeout > self.send_lease / 2:
             # A request still waiting at the end of the lease lets a second worker send it again.
             raise SettingsError(

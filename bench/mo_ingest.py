@@ -7,6 +7,7 @@ message durably costs on top of receiving the form.
     .venv/bin/python bench/mo_ingest.py [--duration 5] [--rounds 3] [--concurrency 1,8,32]
                                         [--client raw|httpx] [--targets bare,mo,vote,pg-vote,pg-vote-2]
                                         [--pg-url postgresql+asyncpg://postgres@127.0.0.1:5432/postgres]
+                                        [--lanes 1,2,4]
 
 Targets (``--targets``, comma-separated, in the order they take turns):
 
@@ -18,6 +19,10 @@ Targets (``--targets``, comma-separated, in the order they take turns):
   on a database of its own, created for the run at ``--pg-url``'s server and dropped at the end;
 - ``bare-granian``, ``vote-granian``: ``bare`` and ``vote`` under granian instead of uvicorn (when
   granian is installed; the service does not depend on it), to compare the HTTP servers.
+
+``--lanes 1,2,4`` runs each PostgreSQL target once per count of writer lanes
+(``SMSFLOWS_WRITER_LANES``), as ``pg-vote+l1``, ``pg-vote+l2``, …; without it they run with the
+setting's default.
 
 The targets take turns, round after round, and the table shows each one's median round with the
 slowest and fastest beside it: on a shared machine a single run of each can be off by a third.
@@ -37,6 +42,7 @@ import importlib.util
 import itertools
 import math
 import os
+import re
 import secrets
 import socket
 import sqlite3
@@ -44,7 +50,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Coroutine, Iterator
+from collections.abc import Collection, Coroutine, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -301,9 +307,13 @@ class Target:
     workers: int = 1
     http: str = "uvicorn"
     source: Path | None = None  # another checkout's code (--baseline), or this one's
+    lanes: int | None = None  # SMSFLOWS_WRITER_LANES (--lanes), or the setting's default
 
     def baseline(self, source: Path) -> Target:
         return dataclasses.replace(self, name=f"{self.name}@base", source=source)
+
+    def with_lanes(self, lanes: int) -> Target:
+        return dataclasses.replace(self, name=f"{self.name}+l{lanes}", lanes=lanes)
 
     @property
     def stores(self) -> bool:
@@ -336,10 +346,14 @@ RATIOS = [
 ]
 
 
-def service_env(database_url: str, flows: Path, source: Path | None = None) -> dict[str, str]:
+def service_env(
+    database_url: str, flows: Path, source: Path | None = None, lanes: int | None = None
+) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SMSFLOWS_")}
     if source is not None:  # its `app` comes first on the path; its folder stays as it was
         env.update(PYTHONPATH=str(source), PYTHONDONTWRITEBYTECODE="1")
+    if lanes is not None:
+        env.update(SMSFLOWS_WRITER_LANES=str(lanes))
     env.update(
         SMSFLOWS_FLOWS_DIR=str(flows),
         SMSFLOWS_DATABASE_URL=database_url,
@@ -387,7 +401,7 @@ def pg_admin(url: str, sql: str) -> None:
 @contextlib.contextmanager
 def pg_database(admin_url: str, target: str) -> Iterator[str]:
     """A new, empty database (dropped afterwards): no run reads or writes another one's tables."""
-    name = f"smsflows_bench_{target.replace('-', '_').replace('@', '_')}_{secrets.token_hex(4)}"
+    name = f"smsflows_bench_{re.sub(r'[^a-z0-9]', '_', target)}_{secrets.token_hex(4)}"
     try:
         pg_admin(admin_url, f'CREATE DATABASE "{name}"')
     except OSError as exc:
@@ -438,6 +452,8 @@ def print_settings(
             else f"service on {t.database}, " + ("vote flow" if t.flows else "no flows")
         )
         code = f", code from {t.source}" if t.source else ""
+        if t.database == "postgresql":
+            what += f", {t.lanes or settings.writer_lanes} writer lane(s) per process"
         print(f"  {t.name:<13} {what}, {t.workers} process(es), {t.http}{code}")
     print(f"sqlite synchronous={settings.sqlite_synchronous}, writer batch max={settings.writer_batch_max}")
     print(f"uvicorn options: {server_options(settings)}")
@@ -476,9 +492,23 @@ def print_table(runs: list[Run]) -> None:
     print()
     for c in sorted({c for _, c in medians}):
         by = {t: medians[(t, c)][0].per_second for t, cc in medians if cc == c}
-        pairs = RATIOS + [(t.removesuffix("@base"), t) for t in by if t.endswith("@base")]
+        pairs = RATIOS + [(t.removesuffix("@base"), t) for t in by if t.endswith("@base")] + lane_ratios(by)
         ratios = [f"{a}/{b} = {by[a] / by[b]:.2f}" for a, b in pairs if a in by and b in by and by[b]]
         print(f"concurrency {c:>3}: " + ", ".join(ratios))
+
+
+def lane_ratios(names: Collection[str]) -> list[tuple[str, str]]:
+    """The ratios of RATIOS for targets run with ``--lanes`` (against the same lane count where
+    the other target has it too), and each lane count against one lane."""
+    pairs = []
+    for name in names:
+        base, sep, lanes = name.partition("+l")
+        if not sep:
+            continue
+        pairs += [(name, f"{b}+l{lanes}" if f"{b}+l{lanes}" in names else b) for a, b in RATIOS if a == base]
+        if lanes != "1" and f"{base}+l1" in names:
+            pairs.append((name, f"{base}+l1"))
+    return pairs
 
 
 @dataclass
@@ -548,6 +578,11 @@ def main() -> None:
         help="another checkout of the code (e.g. `git worktree add DIR main`): every target that stores "
         "messages also runs from it, as <target>@base, taking turns with this checkout's",
     )
+    parser.add_argument(
+        "--lanes",
+        metavar="N,N",
+        help="comma-separated counts of writer lanes: each PostgreSQL target runs once with each",
+    )
     parser.add_argument("--serve-bare", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_bare:
@@ -557,6 +592,16 @@ def main() -> None:
     if unknown:
         parser.error(f"--targets: no target {', '.join(unknown)} (there are {', '.join(TARGETS)})")
     targets = [TARGETS[t] for t in args.targets.split(",")]
+    if args.lanes:
+        try:
+            counts = [int(n) for n in args.lanes.split(",")]
+        except ValueError:
+            parser.error(f"--lanes: expected comma-separated integers, e.g. 1,2,4, not {args.lanes!r}")
+        targets = [
+            variant
+            for t in targets
+            for variant in ([t.with_lanes(n) for n in counts] if t.database == "postgresql" else [t])
+        ]
     if args.baseline is not None:
         if not (args.baseline / "app" / "cli").is_dir():
             parser.error(f"--baseline: {args.baseline} holds no checkout of the service (no app/cli)")
@@ -577,7 +622,7 @@ def main() -> None:
                 urls[t.name] = databases.enter_context(pg_database(args.pg_url, t.name))
         envs = {
             t.name: service_env(urls.get(t.name, f"sqlite+aiosqlite:///{base / 'unused.db'}"),
-                                base / ("vote-flows" if t.flows else "flows"), t.source)
+                                base / ("vote-flows" if t.flows else "flows"), t.source, t.lanes)
             for t in targets
         }  # fmt: skip
         print_settings(

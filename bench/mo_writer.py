@@ -179,24 +179,25 @@ async def postgres_run(settings: Settings, flows: FlowSet, measure: Measure, siz
     engine = create_engine(settings)
     await upgrade(engine)
     writer = GroupWriter(engine, flows=lambda: flows)
+    lane = writer._lanes[0]  # one lane: the cost of a batch, not how lanes overlap
     made = Batches()
     stored = 0
 
     async def run(rows: list[list[dict[str, Any]]]) -> None:
         for messages in rows:
-            await writer._write_postgres(messages, [], ())
+            await writer._write_postgres(lane, messages, [], ())
 
     try:
         for size in sizes:
             batches = made.make(size, WARM_UP + measure.args.batches)
             await run(batches[:WARM_UP])
-            assert writer._pg_conn is not None  # the writer's own, kept from batch to batch
-            raw = await writer._pg_conn.get_raw_connection()
+            assert lane.pg_conn is not None  # the lane's own, kept from batch to batch
+            raw = await lane.pg_conn.get_raw_connection()
             backend = raw.driver_connection.get_server_pid()  # type: ignore[union-attr]
             with measure.measured(size, backend):
                 await run(batches[WARM_UP:])
             stored += len(batches) * size
-        await writer._drop_pg_connection()
+        await writer._drop_pg_connection(lane)
         async with engine.connect() as conn:
             counts = [
                 (await conn.execute(text(f"SELECT count(*) FROM {table}"))).scalar_one() for table in TABLES

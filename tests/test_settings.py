@@ -36,12 +36,23 @@ def test_lists_are_comma_separated_and_cidr_is_accepted() -> None:
         ({"SMSFLOWS_DATABASE_URL": "mysql://x"}, "SMSFLOWS_DATABASE_URL"),
         ({"SMSFLOWS_SQLITE_SYNCHRONOUS": "OFF"}, "SMSFLOWS_SQLITE_SYNCHRONOUS"),
         ({"SMSFLOWS_MO_MAX_BODY": "0"}, "SMSFLOWS_MO_MAX_BODY"),
+        ({"SMSFLOWS_WRITER_LANES": "0"}, "SMSFLOWS_WRITER_LANES"),
+        ({"SMSFLOWS_WRITER_LANES": "9"}, "SMSFLOWS_WRITER_LANES"),
+        ({"SMSFLOWS_WRITER_LANES": "two"}, "SMSFLOWS_WRITER_LANES"),
     ],
 )
 def test_bad_value_stops_startup_naming_the_variable(env: dict[str, str], names: str) -> None:
     with pytest.raises(SettingsError) as err:
         load_settings(env, None)
     assert names in str(err.value)
+
+
+def test_writer_lanes_out_of_range_says_what_is_allowed() -> None:
+    with pytest.raises(
+        SettingsError, match=r"SMSFLOWS_WRITER_LANES: 0 is out of range; expected an integer from 1 to 8"
+    ):
+        load_settings({"SMSFLOWS_WRITER_LANES": "0"}, None)
+    assert load_settings({"SMSFLOWS_WRITER_LANES": "4"}, None).writer_lanes == 4
 
 
 def test_env_file_is_read_and_environment_wins(tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ from app.db.models import utcnow
 from app.errors import Conflict, DatabaseUnavailable
 from app.ingest.writer import GroupWriter, _merge_duplicates
 from app.mobitex.mo_form import parse_mo
-from tests.conftest import Service, make_settings, mo_form
+from tests.conftest import Service, make_settings, mo_form, running
 
 
 @pytest.fixture
@@ -156,3 +156,13 @@ async def test_a_cancelled_waiter_in_a_batch_retried_row_by_row_fails_no_neighbo
     assert isinstance(results[0], IntegrityError)
     assert results[1] is None
     assert await db.scalar("SELECT count(*) FROM inbound_messages") == 2
+
+
+async def test_the_service_writes_in_the_lanes_the_setting_asks_for_and_in_one_on_sqlite(
+    database_url: str,
+) -> None:
+    async with running(make_settings(database_url, writer_lanes="3")) as svc:
+        assert svc.app is not None
+        assert svc.app.state.writer.lanes == (1 if svc.settings.is_sqlite else 3)
+        await _store(svc.app.state.writer)
+        assert await svc.scalar("SELECT count(*) FROM inbound_messages") == 1

@@ -121,8 +121,9 @@ async def test_a_connection_lost_between_batches_costs_no_message(
     w, db, _ = votes
     await _batch(w, ["48630000001"])
     # The server ends the writer's connection, as a restart of the database would.
-    assert w._pg_conn is not None
-    raw = await w._pg_conn.get_raw_connection()
+    lane = w._lanes[0]
+    assert lane.pg_conn is not None
+    raw = await lane.pg_conn.get_raw_connection()
     pid = raw.driver_connection.get_server_pid()  # type: ignore[union-attr]
     assert await db.scalar("SELECT pg_terminate_backend(:pid)", pid=pid) is True
     await _batch(w, ["48630000002", "48630000003"])

@@ -16,6 +16,17 @@ def is_outage(exc: BaseException) -> bool:
     return isinstance(exc, DBAPIError | OSError | DatabaseUnavailable | TimeoutError)
 
 
+# PostgreSQL ends a transaction with these when it ran into others at once (a deadlock; a
+# serialization failure under REPEATABLE READ or SERIALIZABLE): it is rolled back whole, and
+# the same transaction run again usually goes through.
+_RETRYABLE = frozenset({"40P01", "40001"})
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """The database rolled the transaction back because of concurrent ones: run it again."""
+    return isinstance(exc, DBAPIError) and getattr(exc.orig, "sqlstate", None) in _RETRYABLE
+
+
 class Outage:
     """State of one loop's view of the database: up, or down since when and for how many tries."""
 

@@ -20,6 +20,7 @@ from typing import Any, Literal
 from sqlalchemy import Connection, bindparam, select
 
 from app.db.models import InboundMessage, utcnow
+from app.db.outage import is_retryable
 from app.flows.decisions import Decisions, reply_row, touch_contacts
 from app.flows.kinds.base import Context, Inbound, Outcome
 from app.flows.kinds.reply_answers import correlate
@@ -204,6 +205,8 @@ def _route_batch(
         try:
             flow.definition.prepare(contexts)
         except Exception as exc:
+            if is_retryable(exc):  # not the flow's fault: the writer runs the transaction again
+                raise
             raise _FlowRaised from exc
     return routes
 
@@ -247,6 +250,10 @@ def _process_one(
             reply = reply_row(chosen, outcome, ctx)
             follow_ups = [r for name in outcome.follow_ups if (r := reply_row(chosen, outcome, ctx, name))]
     except Exception as exc:  # the flow's own effects are rolled back; the message is kept
+        if is_retryable(exc):
+            # A deadlock with another writer is no failure of the flow's: the whole transaction
+            # was rolled back, and whoever owns it runs it again.
+            raise
         if not isolate:
             raise _FlowRaised from exc
         log.exception("flow failed on MO %s", msg.sms_id)

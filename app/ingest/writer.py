@@ -5,6 +5,12 @@ requests that arrive meanwhile queue up; the next transaction takes all of them 
 request's future resolves only after the transaction holding its row has committed, so a 200
 to Mobitex always means "on disk". One fsync serves a whole group, which is what makes
 ``synchronous=FULL`` affordable under load.
+
+On PostgreSQL the writer runs several such loops, its *lanes*, each with a queue and a
+connection of its own: one lane waits for its commit while another runs its batch. A message
+goes to the lane of its phone, so one phone's messages are still handled one after another, in
+the order they came, and two lanes never write one contact at once. SQLite has one write lock
+per database and keeps one lane.
 """
 
 from __future__ import annotations
@@ -12,8 +18,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import itertools
 import logging
 import time
+import zlib
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -26,6 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.db.dialect import as_arrays, execute_rows, insert_for, unnested
 from app.db.models import InboundMessage, QuarantinedRequest, utcnow
+from app.db.outage import is_retryable
 from app.errors import Conflict, DatabaseUnavailable
 from app.flows.decisions import CONTACTS_NOW, touch_contacts_of
 from app.flows.engine import PENDING_COLUMNS, FlowRaised, Guard, process_new
@@ -47,6 +56,21 @@ class _Job:
     resolves: int | None = None  # the quarantined request this message was repaired from
 
 
+@dataclass(slots=True, eq=False)
+class _Lane:
+    """One queue and the loop that writes it in batches; on PostgreSQL, with its own connection."""
+
+    number: int
+    queue: asyncio.Queue[_Job] = field(default_factory=asyncio.Queue)
+    task: asyncio.Task[None] | None = None
+    pg_conn: AsyncConnection | None = None  # kept across batches
+
+
+def lane_of(phone: str, lanes: int) -> int:
+    """The lane a phone's messages go to: the same one for as long as the process runs."""
+    return zlib.crc32(phone.encode()) % lanes
+
+
 class GroupWriter:
     """Owns all MO writes; start() it in the app's lifespan and stop() it on shutdown."""
 
@@ -57,36 +81,46 @@ class GroupWriter:
         flows: Callable[[], FlowSet] | None = None,
         sync_engine: Engine | None = None,
         on_commit: Callable[[], None] | None = None,
+        lanes: int = 1,
     ) -> None:
+        if lanes < 1:
+            raise ValueError(f"a writer needs at least one lane, not {lanes}")
         self._engine = engine
         self._flows = flows
         self._on_commit = on_commit  # the outbox dispatcher's wake-up: flows may have queued replies
-        self._acted = False
         # With a synchronous engine (SQLite) each batch runs whole in the writer's own thread.
         self._sync_engine = sync_engine
-        self._pg_conn: AsyncConnection | None = None  # PostgreSQL: the writer's own, across batches
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="smsflows-writer") if sync_engine else None
         self._batch_max = batch_max
-        self._queue: asyncio.Queue[_Job] = asyncio.Queue()
-        self._task: asyncio.Task[None] | None = None
+        # SQLite: one write lock per database, so a second lane would only wait for the first.
+        self._lanes = [_Lane(n) for n in range(1 if sync_engine is not None else lanes)]
+        self._turns = itertools.count()  # quarantined requests take the lanes in turn
         self._closing = False
         self.batches = 0
         self.rows = 0
 
+    @property
+    def lanes(self) -> int:
+        return len(self._lanes)
+
     async def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="smsflows-group-writer")
+        for lane in self._lanes:
+            lane.task = asyncio.create_task(self._run(lane), name=f"smsflows-group-writer-{lane.number}")
 
     async def stop(self) -> None:
-        """Commit what is queued, then end the task."""
+        """Commit what is queued in every lane, then end their tasks."""
         self._closing = True
-        if self._task is None:
+        running = [lane for lane in self._lanes if lane.task is not None]
+        if not running:
             return
-        await self._queue.join()
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
-        self._task = None
-        await self._drop_pg_connection()
+        await asyncio.gather(*(lane.queue.join() for lane in running))
+        for lane in running:
+            assert lane.task is not None
+            lane.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await lane.task
+            lane.task = None
+            await self._drop_pg_connection(lane)
         if self._thread is not None:
             self._thread.shutdown(wait=True)
 
@@ -109,7 +143,9 @@ class GroupWriter:
         row = message_row(
             msg, raw_body=raw_body, charset=charset, client_ip=client_ip, received_at=received_at
         )
-        await self._submit(_Job("message", row, resolves=resolves))
+        lanes = self._lanes
+        lane = lanes[0] if len(lanes) == 1 else lanes[lane_of(msg.sender, len(lanes))]
+        await self._submit(lane, _Job("message", row, resolves=resolves))
 
     async def quarantine(
         self, *, raw_body: bytes, content_type: str | None, client_ip: str, reason: str, received_at: datetime
@@ -123,42 +159,45 @@ class GroupWriter:
             "received_at": received_at,
             "status": "held",
         }
-        await self._submit(_Job("quarantine", row))
+        lane = self._lanes[next(self._turns) % len(self._lanes)]  # no phone: any lane will do
+        await self._submit(lane, _Job("quarantine", row))
 
-    async def _submit(self, job: _Job) -> None:
-        if self._task is None or self._task.done() or self._closing:
+    async def _submit(self, lane: _Lane, job: _Job) -> None:
+        if lane.task is None or lane.task.done() or self._closing:
             raise DatabaseUnavailable("the writer is not running (service starting or stopping); retry later")
-        self._queue.put_nowait(job)
+        lane.queue.put_nowait(job)
         # No shield: a waiter cancelled meanwhile cancels only its future; the job stays queued and
         # is written with its batch, which answers only the futures not done yet.
         await job.done
 
-    async def _run(self) -> None:
+    async def _run(self, lane: _Lane) -> None:
+        queue = lane.queue
         while True:
-            batch = [await self._queue.get()]
-            while len(batch) < self._batch_max and not self._queue.empty():
-                batch.append(self._queue.get_nowait())
+            batch = [await queue.get()]
+            while len(batch) < self._batch_max and not queue.empty():
+                batch.append(queue.get_nowait())
             try:
-                await self._commit_batch(batch)
+                await self._commit_batch(lane, batch)
             except BaseException as exc:  # keep the loop alive; every waiter gets an answer
                 _fail(batch, exc)
                 if isinstance(exc, asyncio.CancelledError):
                     raise
             finally:
                 for _ in batch:
-                    self._queue.task_done()
+                    queue.task_done()
 
-    async def _commit_batch(self, batch: list[_Job]) -> None:
+    async def _commit_batch(self, lane: _Lane, batch: list[_Job]) -> None:
         started = time.perf_counter()
         try:
-            await self._write(batch)
+            acted = await self._write(lane, batch)
         except (IntegrityError, DataError, Conflict):
             # One bad row must not fail its neighbours: retry them one by one.
             if len(batch) == 1:
                 raise
+            acted = False
             for job in batch:
                 try:
-                    await self._write([job])
+                    acted = await self._write(lane, [job]) or acted
                 except Conflict as exc:
                     _fail([job], exc)
                 except (IntegrityError, DataError) as exc:
@@ -169,6 +208,8 @@ class GroupWriter:
                 else:
                     if not job.done.done():
                         job.done.set_result(None)
+            if self._on_commit is not None and acted:
+                self._on_commit()
             return
         except (DBAPIError, OSError) as exc:
             log.error("database write failed for %d request(s): %s", len(batch), exc)
@@ -177,29 +218,29 @@ class GroupWriter:
         self.batches += 1
         self.rows += len(batch)
         observe_batch(len(batch), time.perf_counter() - started)
-        if self._on_commit is not None and self._acted:
+        if self._on_commit is not None and acted:
             self._on_commit()
-        self._acted = False
         for job in batch:
             if not job.done.done():
                 job.done.set_result(None)
 
-    async def _write(self, batch: Sequence[_Job]) -> None:
+    async def _write(self, lane: _Lane, batch: Sequence[_Job]) -> bool:
+        """Write the batch; whether a flow acted on it (it may have queued replies)."""
         messages = _merge_duplicates([j.row for j in batch if j.kind == "message"])
         quarantined = [j.row for j in batch if j.kind == "quarantine"]
         resolved = [(j.resolves, j.row["sms_id"]) for j in batch if j.resolves is not None]
         if self._sync_engine is not None:
-            await self._write_sqlite(messages, quarantined, resolved)
-            return
-        await self._write_postgres(messages, quarantined, resolved)
+            return await self._write_sqlite(messages, quarantined, resolved)
+        return await self._write_postgres(lane, messages, quarantined, resolved)
 
     async def _write_postgres(
         self,
+        lane: _Lane,
         messages: list[dict[str, Any]],
         quarantined: list[dict[str, Any]],
         resolved: Sequence[tuple[int, str]],
-    ) -> None:
-        """Run the batch on the writer's own connection, kept from one batch to the next.
+    ) -> bool:
+        """Run the batch on the lane's own connection, kept from one batch to the next.
 
         A connection from the pool would be pinged on every checkout, which on asyncpg costs
         three round trips (BEGIN, a query, ROLLBACK) per batch. A connection that died meanwhile
@@ -212,32 +253,40 @@ class GroupWriter:
         The transaction itself guards the flows (no batch SAVEPOINT, a round trip less): if a
         flow raises, it is rolled back whole and run once more with a SAVEPOINT per message, so
         the failing message is kept as ``failed`` and its neighbours go on.
+
+        Another lane or process may hold rows this batch needs (one ``sms_id`` delivered to both,
+        a code two phones redeem): the batch waits for them, and if both wait for each other the
+        database ends one of them with a deadlock. That one was rolled back whole, so it runs
+        once more rather than failing its requests.
         """
         guard: Guard = "transaction"
-        attempt = 1
+        lost = retried = False
         while True:
-            conn = self._pg_conn
+            conn = lane.pg_conn
             if conn is None or conn.closed or conn.invalidated:
-                conn = self._pg_conn = await self._engine.connect()
+                conn = lane.pg_conn = await self._engine.connect()
             try:
                 async with conn.begin():
-                    await conn.run_sync(self._transaction, messages, quarantined, resolved, guard)
-                return
+                    return await conn.run_sync(self._transaction, messages, quarantined, resolved, guard)
             except FlowRaised:  # raised only by the "transaction" guard: once at most
                 guard = "per_message"
             except DBAPIError as exc:
-                if not exc.connection_invalidated or attempt == 2 or resolved:
+                if is_retryable(exc) and not retried:
+                    log.warning("batch rolled back by the database (%s); running it again", exc.orig)
+                    retried = True
+                    continue
+                if not exc.connection_invalidated or lost or resolved:
                     raise
                 log.warning("the writer's database connection was lost; running the batch on a new one")
-                await self._drop_pg_connection()
-                attempt += 1
+                await self._drop_pg_connection(lane)
+                lost = True
             except BaseException:
                 if conn.invalidated:
-                    await self._drop_pg_connection()
+                    await self._drop_pg_connection(lane)
                 raise
 
-    async def _drop_pg_connection(self) -> None:
-        conn, self._pg_conn = self._pg_conn, None
+    async def _drop_pg_connection(self, lane: _Lane) -> None:
+        conn, lane.pg_conn = lane.pg_conn, None
         if conn is not None:
             with contextlib.suppress(Exception):
                 await conn.close()
@@ -247,7 +296,7 @@ class GroupWriter:
         messages: list[dict[str, Any]],
         quarantined: list[dict[str, Any]],
         resolved: Sequence[tuple[int, str]],
-    ) -> None:
+    ) -> bool:
         """Run the whole transaction in the writer thread: one hand-off per batch.
 
         Taking the write lock (BEGIN IMMEDIATE) may wait for another process and the commit
@@ -256,24 +305,25 @@ class GroupWriter:
         while it runs them (SQLite itself lets go of the GIL while it steps and syncs).
         """
         loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._thread, self._sqlite_batch, messages, quarantined, resolved)
+        return await loop.run_in_executor(self._thread, self._sqlite_batch, messages, quarantined, resolved)
 
     def _sqlite_batch(
         self,
         messages: list[dict[str, Any]],
         quarantined: list[dict[str, Any]],
         resolved: Sequence[tuple[int, str]],
-    ) -> None:
+    ) -> bool:
         assert self._sync_engine is not None
         conn = self._sync_engine.connect()
         try:
             conn.begin()
-            self._transaction(conn, messages, quarantined, resolved)
+            acted = self._transaction(conn, messages, quarantined, resolved)
             conn.commit()
         except BaseException:
             _close(conn)
             raise
         conn.close()
+        return acted
 
     def _transaction(
         self,
@@ -282,7 +332,8 @@ class GroupWriter:
         quarantined: list[dict[str, Any]],
         resolved: Sequence[tuple[int, str]] = (),
         guard: Guard = "savepoint",
-    ) -> None:
+    ) -> bool:
+        """Store the batch and run the flows on it; whether a flow acted (replies may be queued)."""
         for qid, sms_id in resolved:
             _resolve(conn, qid, sms_id)
         flows = self._flows is not None
@@ -301,7 +352,8 @@ class GroupWriter:
                 contacts_touched=stored is not None,
             )
             # Only a batch where a flow acted can have queued replies worth waking the dispatcher for.
-            self._acted = self._acted or "processed" in outcomes.values()
+            return "processed" in outcomes.values()
+        return False
 
 
 def _resolve(conn: Connection, qid: int, sms_id: str) -> None:
