@@ -53,8 +53,9 @@ class WalCheckpointer:
         self.last: tuple[int, int, int] | None = None  # (busy, WAL pages, of them in the database file)
 
     def watch(self, engine: Engine) -> None:
-        """Wake up on each transaction ``engine`` commits."""
-        event.listen(engine, "commit", self._on_commit)
+        """Wake up each time one of ``engine``'s connections is handed back, which the writer
+        does after each batch's commit."""
+        event.listen(engine, "checkin", self._on_checkin)
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="smsflows-checkpoint", daemon=True)
@@ -69,10 +70,7 @@ class WalCheckpointer:
             self._thread.join()
             self._thread = None
 
-    def nudge(self) -> None:
-        self._wake.set()
-
-    def _on_commit(self, _conn: Any) -> None:
+    def _on_checkin(self, _dbapi_conn: Any, _record: Any) -> None:
         self._wake.set()
 
     def checkpoint(self, db: sqlite3.Connection) -> None:
@@ -82,12 +80,13 @@ class WalCheckpointer:
 
     def connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+        db.execute("PRAGMA journal_mode=WAL")  # as every connection sets it; it opens the WAL
         # The checkpoint's fsyncs of the WAL and the database file follow this level too.
         db.execute(f"PRAGMA synchronous={self._synchronous}")
         return db
 
     def _run(self) -> None:
-        db = self.connect()
+        db: sqlite3.Connection | None = None
         try:
             while True:
                 self._wake.wait()
@@ -95,10 +94,17 @@ class WalCheckpointer:
                     return
                 self._wake.clear()
                 try:
+                    # Opened once a commit happened: the database is there, in WAL mode.
+                    db = db or self.connect()
                     self.checkpoint(db)
+                    if self.last is not None and self.last[1] < 0:
+                        # No WAL seen: the database was still empty; look again next time.
+                        db.close()
+                        db = None
                 except sqlite3.Error as exc:  # the writer's own checkpoint bounds the WAL meanwhile
                     log.warning("WAL checkpoint failed, trying again after the next commit: %s", exc)
                 if self._stopping.wait(self._gap):
                     return
         finally:
-            db.close()
+            if db is not None:
+                db.close()
