@@ -32,7 +32,7 @@ WRITER_AUTOCHECKPOINT = 4000
 # After a checkpoint, wait this long before the next one: the pages of many commits are copied
 # in one pass (a page that several commits rewrote, an index leaf, only once), and what the
 # writer's own checkpoint has left to copy is at most this long's worth of commits.
-GAP_SECONDS = 0.05
+GAP_SECONDS = 0.1
 
 
 class WalCheckpointer:
