@@ -33,7 +33,7 @@ from app.api.outbox import OutboxController
 from app.api.schema import openapi_config
 from app.dashboard import dashboard, not_found
 from app.dashboard.live import TallyHub
-from app.db.engine import create_engine, create_sqlite_writer_engine, session_factory
+from app.db.engine import create_checkpointer, create_engine, create_sqlite_writer_engine, session_factory
 from app.db.migrate import prepare_schema
 from app.flows.live import LiveFlows
 from app.ingest.gate import DatabaseGate
@@ -92,6 +92,9 @@ def create_app(settings: Settings) -> Litestar:
             flows = LiveFlows(Path(settings.flows_dir), replies_per_day=settings.replies_per_day)
             log.info("%d flow(s) loaded from %s", len(flows.current.flows), settings.flows_dir)
             writer_engine = create_sqlite_writer_engine(settings) if settings.is_sqlite else None
+            checkpointer = create_checkpointer(settings, writer_engine) if writer_engine else None
+            if checkpointer is not None:
+                checkpointer.start()
             # Sends the outbox from this process; `smsflows worker` runs more, or alone (dispatcher off).
             dispatcher = Dispatcher(engine, settings) if settings.dispatcher else None
             writer = GroupWriter(
@@ -134,6 +137,8 @@ def create_app(settings: Settings) -> Litestar:
                 if dispatcher is not None:
                     await dispatcher.stop()
                 await writer.stop()
+                if checkpointer is not None:
+                    checkpointer.stop()
                 if writer_engine is not None:
                     writer_engine.dispose()
         finally:

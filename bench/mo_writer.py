@@ -157,11 +157,7 @@ def sqlite_run(settings: Settings, flows: FlowSet, measure: Measure, sizes: list
 
     def run(rows: list[list[dict[str, Any]]]) -> None:
         for messages in rows:
-            conn = sync.connect()
-            conn.begin()
-            writer._transaction(conn, messages, [])
-            conn.commit()
-            conn.close()
+            writer._sqlite_batch(messages, [], [])  # what the writer's thread runs for a batch
 
     for size in sizes:
         batches = made.make(size, WARM_UP + measure.args.batches)

@@ -10,6 +10,7 @@ from sqlalchemy import create_engine as sa_create_engine
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
+from app.db.checkpoint import WRITER_AUTOCHECKPOINT, WalCheckpointer
 from app.settings import Settings
 
 
@@ -75,8 +76,21 @@ def create_sqlite_writer_engine(settings: Settings) -> Engine:
         # every other connection, and PostgreSQL always, still checks them. `smsflows db check`
         # verifies it: PRAGMA integrity_check re-evaluates every CHECK over the stored rows.
         dbapi_conn.execute("PRAGMA ignore_check_constraints=ON")
+        # The service checkpoints in a thread of its own (app/db/checkpoint.py); the writer's own
+        # checkpoint, inside the commit of a batch, is the bound for a WAL the thread cannot reset.
+        dbapi_conn.execute(f"PRAGMA wal_autocheckpoint={WRITER_AUTOCHECKPOINT}")
 
     return engine
+
+
+def create_checkpointer(settings: Settings, writer_engine: Engine) -> WalCheckpointer | None:
+    """The WAL checkpointer of the writer's database, woken by its commits (None in memory)."""
+    path = sqlite_path(settings.database_url)
+    if path is None:
+        return None
+    checkpointer = WalCheckpointer(path, settings.sqlite_synchronous)
+    checkpointer.watch(writer_engine)
+    return checkpointer
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

@@ -313,17 +313,26 @@ class GroupWriter:
         quarantined: list[dict[str, Any]],
         resolved: Sequence[tuple[int, str]],
     ) -> bool:
+        """The transaction itself guards the flows, as on PostgreSQL: no batch SAVEPOINT and its
+        RELEASE (two statements a batch); if a flow raises, it is rolled back whole and run once
+        more with a SAVEPOINT per message."""
         assert self._sync_engine is not None
-        conn = self._sync_engine.connect()
-        try:
-            conn.begin()
-            acted = self._transaction(conn, messages, quarantined, resolved)
-            conn.commit()
-        except BaseException:
-            _close(conn)
-            raise
-        conn.close()
-        return acted
+        guard: Guard = "transaction"
+        while True:
+            conn = self._sync_engine.connect()
+            try:
+                conn.begin()
+                acted = self._transaction(conn, messages, quarantined, resolved, guard)
+                conn.commit()
+            except FlowRaised:  # raised only by the "transaction" guard: once at most
+                _close(conn)
+                guard = "per_message"
+                continue
+            except BaseException:
+                _close(conn)
+                raise
+            conn.close()
+            return acted
 
     def _transaction(
         self,
