@@ -178,3 +178,16 @@ async def test_batches_of_any_size_run_the_same_statements(pg_database: str, tmp
     assert any("conversations" in sql for sql in seen[0])
     assert any("mobitex_id" in sql for sql in seen[0])
     assert seen[0] == seen[1]
+
+
+async def test_the_writer_plans_each_statement_for_the_tables_as_they_are_now(
+    votes: tuple[GroupWriter, Service, Counted],
+) -> None:
+    """A generic plan made while inbound_messages was empty would go on scanning the whole table
+    for every batch's status update as the table grows (see app/db/engine.py)."""
+    w, db, _ = votes
+    await _batch(w, ["48650000001"])
+    lane = w._lanes[0]
+    assert lane.pg_conn is not None
+    assert (await lane.pg_conn.exec_driver_sql("SHOW plan_cache_mode")).scalar() == "force_custom_plan"
+    assert await db.scalar("SHOW plan_cache_mode") == "force_custom_plan"

@@ -51,6 +51,14 @@ def create_engine(settings: Settings, **kwargs: Any) -> AsyncEngine:
         _sqlite_setup(engine.sync_engine, settings.sqlite_synchronous)
         return engine
     kwargs.setdefault("pool_pre_ping", True)
+    # A prepared statement keeps the generic plan PostgreSQL made for it after five runs, and a
+    # plan made while a table was small stays with it as the table grows: a campaign's tables
+    # start empty and gain thousands of rows a second, so the writer's status update went on
+    # reading all of inbound_messages (a hash join over a sequential scan) long after an index
+    # lookup had become the cheaper way. Planning every execution for the rows it now has costs
+    # less than one such scan of a few thousand rows.
+    connect_args = kwargs.setdefault("connect_args", {})
+    connect_args.setdefault("server_settings", {}).setdefault("plan_cache_mode", "force_custom_plan")
     return create_async_engine(settings.database_url, **kwargs)
 
 
