@@ -29,6 +29,11 @@ class DatabaseUnavailable(SmsflowsError):
     status_code = 503
 
 
+class DatabaseBusy(DatabaseUnavailable):
+    """The database rolled a write back, again and again, because of concurrent ones (deadlocks):
+    it is up, so nothing waits for it to come back; the caller retries the same write later."""
+
+
 class MigrationsPending(SmsflowsError):
     """The database schema is older than this version of smsflows."""
 

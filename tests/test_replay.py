@@ -5,10 +5,15 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy.exc import DBAPIError
 
+from app.db.outage import DEADLOCK_TRIES
+from app.flows import replay as replay_module
+from app.flows.loader import load_dir
 from tests.conftest import Service, make_settings, mo_form, running, send_mo, write_flows
 from tests.test_flows_cli import arun_cli
 
@@ -182,3 +187,38 @@ async def test_replays_alongside_live_votes_count_every_vote_once(broken: Servic
     assert dict(await broken.rows("SELECT option, count(*) FROM votes GROUP BY option")) == {"A": 60, "B": 60}
     assert await broken.scalar("SELECT count(*) FROM outbox") == 120
     assert await broken.scalar("SELECT count(DISTINCT inbound_id) FROM outbox") == 120
+
+
+class _Deadlock(Exception):
+    sqlstate = "40P01"  # what asyncpg's DeadlockDetectedError carries
+
+
+@pytest.mark.parametrize("deadlocks", [2, 3])
+async def test_a_replay_batch_the_database_rolls_back_for_a_deadlock_runs_again(
+    broken: Service, monkeypatch: pytest.MonkeyPatch, deadlocks: int
+) -> None:
+    """The webhook's writer and a replay can meet on a row: the database then rolls one back
+    whole. The replay runs that batch again (three tries in all), then gives up with the error."""
+    form = await send_mo(broken, text="GLOS A", sender="48600000031")
+    write_flows(Path(broken.settings.flows_dir), final=vote(broken=False))
+    calls = []
+
+    def batch(*args: Any) -> Any:
+        calls.append(1)
+        if len(calls) <= deadlocks:
+            raise DBAPIError("UPDATE inbound_messages …", None, _Deadlock("deadlock detected"))
+        return real(*args)
+
+    real = replay_module.replay_batch
+    monkeypatch.setattr(replay_module, "replay_batch", batch)
+    flows = load_dir(Path(broken.settings.flows_dir))
+    if deadlocks >= DEADLOCK_TRIES:
+        with pytest.raises(DBAPIError):
+            await replay_module.replay(broken.engine, flows, ["failed"])
+        assert len(calls) == DEADLOCK_TRIES
+        assert (await _status(broken, form["sms_id"]))[0] == "failed"
+        return
+    summary = await replay_module.replay(broken.engine, flows, ["failed"])
+    assert summary.outcomes == {"processed": 1}
+    assert await _status(broken, form["sms_id"]) == ("processed", "final", None)
+    assert await broken.scalar("SELECT count(*) FROM votes") == 1

@@ -6,6 +6,8 @@ import asyncio
 import logging
 import re
 from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
 from urllib.parse import quote_from_bytes, urlencode
 
 import asyncpg
@@ -15,6 +17,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from app.db.engine import create_engine
+from app.errors import DatabaseBusy
 from app.ingest import webhook
 from tests.conftest import Service, _pg_dsn, make_settings, mo_form, running, start_service
 
@@ -403,3 +406,35 @@ async def test_database_known_down_is_answered_503_at_once_and_logged_once(
     back = [r.getMessage() for r in caplog.records if r.getMessage().startswith("database back after")]
     assert len(back) == 1
     assert f": {refused} MO request(s) were answered 503 meanwhile" in back[0]
+
+
+async def test_a_write_the_database_keeps_rolling_back_is_503_but_the_next_request_goes_through(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Deadlocks are not an outage: the request is answered 503 (Mobitex sends it again) and the
+    webhook does not answer the requests after it 503 while it waits for a database that is up."""
+    settings = make_settings(f"sqlite+aiosqlite:///{tmp_path / 'busy.db'}")
+    real = webhook.take
+    busy = [True]
+
+    async def take(*args: Any, **kwargs: Any) -> Any:
+        if busy.pop() if busy else False:
+            raise DatabaseBusy("the database rolled the write back 3 times for concurrent writes")
+        return await real(*args, **kwargs)
+
+    monkeypatch.setattr(webhook, "take", take)
+    caplog.set_level(logging.WARNING, logger="smsflows")
+    server, task, base = await start_service(settings)
+    try:
+        async with httpx.AsyncClient() as client:
+            first = await client.post(base + "/mobitex/mo", data=mo_form())
+            second = await client.post(base + "/mobitex/mo", data=mo_form())
+    finally:
+        server.should_exit = True
+        await task
+    assert first.status_code == 503
+    assert first.headers["retry-after"] == "180"
+    assert second.status_code == 200
+    said = [r.getMessage() for r in caplog.records]
+    assert any("rolled the write back 3 times" in m and "Mobitex retries it" in m for m in said), said
+    assert not any(m.startswith("database unavailable") for m in said), said

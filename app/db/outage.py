@@ -22,6 +22,12 @@ def is_outage(exc: BaseException) -> bool:
 _RETRYABLE = frozenset({"40P01", "40001"})
 
 
+# A transaction rolled back for a deadlock runs again up to this many times in all: two that met
+# once usually meet again only when the same hot rows keep coming (a code redeemed by many phones
+# at once in two processes).
+DEADLOCK_TRIES = 3
+
+
 def is_retryable(exc: BaseException) -> bool:
     """The database rolled the transaction back because of concurrent ones: run it again."""
     return isinstance(exc, DBAPIError) and getattr(exc.orig, "sqlstate", None) in _RETRYABLE

@@ -12,10 +12,12 @@ from collections.abc import Sequence
 
 import msgspec
 from sqlalchemy import Connection, false, select, update
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.db.migrate import open_database
 from app.db.models import InboundMessage
+from app.db.outage import DEADLOCK_TRIES, is_retryable
 from app.errors import InvalidRequest
 from app.flows.engine import process_new
 from app.flows.loader import FlowSet
@@ -98,14 +100,25 @@ async def replay(
     failures: dict[str, str] = {}
     after: int | None = 0
     async with engine.connect() as conn:
+        tries = 0
         while after is not None:
             # Short transactions: on SQLite a long one would hold up the webhook's writes.
-            async with conn.begin() as tx:
-                new, errors, after = await conn.run_sync(
-                    replay_batch, flows, statuses, only_flow, after, batch
-                )
-                if dry_run:
-                    await tx.rollback()
+            try:
+                async with conn.begin() as tx:
+                    new, errors, last = await conn.run_sync(
+                        replay_batch, flows, statuses, only_flow, after, batch
+                    )
+                    if dry_run:
+                        await tx.rollback()
+            except DBAPIError as exc:
+                # The webhook's writer, running beside the replay, met it on a row (a contact, a
+                # code): the database rolled this batch back whole, so it is run again.
+                tries += 1
+                if not is_retryable(exc) or tries >= DEADLOCK_TRIES:
+                    raise
+                continue
+            tries = 0
+            after = last
             outcomes.update(new.values())
             failures.update(errors)
     return ReplaySummary(

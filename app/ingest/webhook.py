@@ -21,7 +21,7 @@ from litestar.types import ASGIApp, HTTPResponseBodyEvent, HTTPResponseStartEven
 from sqlalchemy.exc import SQLAlchemyError
 
 from app.db.models import utcnow
-from app.errors import DatabaseUnavailable, InvalidMessage
+from app.errors import DatabaseBusy, DatabaseUnavailable, InvalidMessage
 from app.ingest.allowlist import Allowlist
 from app.ingest.gate import DatabaseGate
 from app.ingest.writer import GroupWriter
@@ -123,6 +123,9 @@ class MoWebhook:
             )
         try:
             taken = await take(writer, body, content_type, client, received_at, self._max_text)
+        except DatabaseBusy as exc:  # the database is up: the next request may well go through
+            log.warning("MO request from %s answered 503: %s; Mobitex retries it", client, exc)
+            return _UNAVAILABLE
         except DatabaseUnavailable as exc:
             gate.failed(exc)  # logs the outage once, then answers 503 at once until it is over
             return _UNAVAILABLE

@@ -34,8 +34,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.db.dialect import as_arrays, execute_rows, insert_for, unnested
 from app.db.models import InboundMessage, QuarantinedRequest, utcnow
-from app.db.outage import is_retryable
-from app.errors import Conflict, DatabaseUnavailable
+from app.db.outage import DEADLOCK_TRIES, is_retryable
+from app.errors import Conflict, DatabaseBusy, DatabaseUnavailable
 from app.flows.decisions import CONTACTS_NOW, touch_contacts_of
 from app.flows.engine import PENDING_COLUMNS, FlowRaised, Guard, process_new
 from app.flows.loader import FlowSet
@@ -204,7 +204,7 @@ class GroupWriter:
                     log.error("request refused by the database: %s", exc)
                     _fail([job], exc)
                 except (DBAPIError, OSError) as exc:
-                    _fail([job], DatabaseUnavailable(f"database unavailable: {exc.__class__.__name__}"))
+                    _fail([job], _unavailable(exc))
                 else:
                     if not job.done.done():
                         job.done.set_result(None)
@@ -213,7 +213,7 @@ class GroupWriter:
             return
         except (DBAPIError, OSError) as exc:
             log.error("database write failed for %d request(s): %s", len(batch), exc)
-            _fail(batch, DatabaseUnavailable(f"database unavailable: {exc.__class__.__name__}"))
+            _fail(batch, _unavailable(exc))
             return
         self.batches += 1
         self.rows += len(batch)
@@ -257,10 +257,13 @@ class GroupWriter:
         Another lane or process may hold rows this batch needs (one ``sms_id`` delivered to both,
         a code two phones redeem): the batch waits for them, and if both wait for each other the
         database ends one of them with a deadlock. That one was rolled back whole, so it runs
-        once more rather than failing its requests.
+        again (``DEADLOCK_TRIES`` in all) rather than failing its requests; after that they are
+        answered 503 as :class:`~app.errors.DatabaseBusy`, which Mobitex retries, and the webhook
+        goes on taking other messages (the database is not down).
         """
         guard: Guard = "transaction"
-        lost = retried = False
+        lost = False
+        tries = 1
         while True:
             conn = lane.pg_conn
             if conn is None or conn.closed or conn.invalidated:
@@ -271,9 +274,9 @@ class GroupWriter:
             except FlowRaised:  # raised only by the "transaction" guard: once at most
                 guard = "per_message"
             except DBAPIError as exc:
-                if is_retryable(exc) and not retried:
+                if is_retryable(exc) and tries < DEADLOCK_TRIES:
                     log.warning("batch rolled back by the database (%s); running it again", exc.orig)
-                    retried = True
+                    tries += 1
                     continue
                 if not exc.connection_invalidated or lost or resolved:
                     raise
@@ -464,6 +467,14 @@ def _close(conn: Connection) -> None:
         conn.rollback()
     finally:
         conn.close()
+
+
+def _unavailable(exc: DBAPIError | OSError) -> DatabaseUnavailable:
+    if is_retryable(exc):
+        return DatabaseBusy(
+            f"the database rolled the write back {DEADLOCK_TRIES} times for concurrent writes"
+        )
+    return DatabaseUnavailable(f"database unavailable: {exc.__class__.__name__}")
 
 
 def _fail(batch: Sequence[_Job], exc: BaseException) -> None:
